@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Two cores: one torch thread pool per process, sized to the machine.
+export OMP_NUM_THREADS ?= $(shell nproc)
+
+.PHONY: install demo test bench clean-outputs
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pate-lightning prepare --data_dir data
+	$(VENV)/bin/pate-lightning pipeline --config configs/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_teachers.py --out benchmarks/results/latest.json
+
+clean-outputs:
+	rm -rf teacher_vaes teachers trained_nets candidates pate run_summary.json shard_indices.json

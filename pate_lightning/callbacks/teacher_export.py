@@ -1,0 +1,90 @@
+"""Base of the callbacks that own a stage's per-teacher files: history, TensorBoard runs, exports.
+
+Each teacher gets its own TensorBoard run under ``logs/{stage}/teacher_{id}`` (so
+``tensorboard --logdir logs`` compares teachers) and its own history; the subclass writes the
+stage's files when training ends, the report last, so a report means the teacher is complete.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from pate_lightning import layout
+from pate_lightning.io import write_bytes
+
+
+def png_bytes(images: torch.Tensor, nrow: int = 8) -> bytes:
+    """A PNG grid of images (N, 1, 28, 28) in [0, 1]."""
+    buffer = io.BytesIO()
+    save_image(images.detach().cpu(), buffer, format="png", nrow=nrow, padding=2)
+    return buffer.getvalue()
+
+
+def write_png_grid(path: Path, images: torch.Tensor, nrow: int = 8) -> Path:
+    return write_bytes(path, png_bytes(images, nrow))
+
+
+class TeacherExport(Callback):
+    """Collects ``pl_module.epoch_metrics()`` per teacher and epoch; subclasses export the files.
+
+    Args:
+        run_dir: the run directory.
+        tensorboard: write one TensorBoard run per teacher under ``logs/{stage}/``.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.tensorboard = tensorboard
+        self.history: dict[int, list[dict[str, float]]] = {}
+        self.writers: dict[int, SummaryWriter] = {}
+        self.started = 0.0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.started = time.perf_counter()
+        self.history = {t: [] for t in pl_module.teacher_ids}
+        if self.tensorboard:
+            self.writers = {
+                t: SummaryWriter(str(layout.logs_dir(self.run_dir, pl_module.stage, t))) for t in pl_module.teacher_ids
+            }
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        metrics = pl_module.epoch_metrics()
+        epoch = trainer.current_epoch
+        for k, teacher_id in enumerate(pl_module.teacher_ids):
+            row = {"epoch": epoch, **{name: float(values[k]) for name, values in metrics.items()}}
+            self.history[teacher_id].append(row)
+            if teacher_id in self.writers:
+                for name, value in row.items():
+                    if name != "epoch":
+                        self.writers[teacher_id].add_scalar(f"train/{name}", value, epoch)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        seconds = time.perf_counter() - self.started
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            for k, teacher_id in enumerate(pl_module.teacher_ids):
+                self.export(trainer, pl_module, k, teacher_id, seconds / len(pl_module.teacher_ids))
+        pl_module.train(was_training)
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+
+    def add_image(self, teacher_id: int, tag: str, images: torch.Tensor, step: int) -> None:
+        if teacher_id in self.writers:
+            self.writers[teacher_id].add_image(tag, make_grid(images.detach().cpu(), nrow=8), step)
+
+    def export(self, trainer: Trainer, pl_module: LightningModule, k: int, teacher_id: int, seconds: float) -> None:
+        raise NotImplementedError
+
+
+def hparams_dict(pl_module: LightningModule) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in pl_module.hparams.items() if k != "teacher_ids"}

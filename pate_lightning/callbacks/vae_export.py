@@ -1,0 +1,68 @@
+"""Writes each teacher's VAE files: ``decoder.pth``, ``vae_full.pth``, ``training_report.json``, ``samples.png``."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+
+from pate_lightning import layout
+from pate_lightning.callbacks.kl_annealing import KLAnnealing
+from pate_lightning.callbacks.teacher_export import TeacherExport, hparams_dict, write_png_grid
+from pate_lightning.io import save_torch, write_json
+from pate_lightning.models.ensemble import member_state_dict
+from pate_lightning.seeding import Stream, generator
+
+SAMPLE_GRID = 64
+
+
+class VAEExport(TeacherExport):
+    """Exports each teacher's VAE in the seed's layout when training ends."""
+
+    def export(self, trainer: Trainer, pl_module: LightningModule, k: int, teacher_id: int, seconds: float) -> None:
+        out = layout.vae_dir(self.run_dir, teacher_id)
+        decoder = member_state_dict(pl_module.decoder, k)
+        encoder = member_state_dict(pl_module.encoder, k)
+        save_torch(out / "decoder.pth", decoder)
+        save_torch(
+            out / "vae_full.pth",
+            {**{f"encoder.{n}": t for n, t in encoder.items()}, **{f"decoder.{n}": t for n, t in decoder.items()}},
+        )
+        samples = member_samples(pl_module, k, generator(pl_module.hparams.seed, teacher_id, Stream.LATENT))
+        write_png_grid(out / "samples.png", samples)
+        self.add_image(teacher_id, "samples", samples, trainer.current_epoch)
+        history = self.history[teacher_id]
+        datamodule = trainer.datamodule
+        write_json(
+            out / "training_report.json",
+            {
+                "teacher_id": teacher_id,
+                "epochs": len(history),
+                "seconds": round(seconds, 3),
+                "seed": pl_module.hparams.seed,
+                "teacher_seed": pl_module.hparams.seed + teacher_id,
+                "shard_size": len(datamodule.shards[teacher_id]) if datamodule is not None else None,
+                "latent_dim": pl_module.hparams.latent_dim,
+                "hyperparameters": {
+                    **hparams_dict(pl_module),
+                    "batch_size": datamodule.hparams.batch_size if datamodule is not None else None,
+                    "augment": datamodule.hparams.augment if datamodule is not None else None,
+                    "kl_annealing_epochs": _annealing_epochs(trainer),
+                },
+                "history": history,
+                "final": history[-1] if history else None,
+            },
+        )
+
+
+def member_samples(pl_module: LightningModule, k: int, gen: torch.Generator) -> torch.Tensor:
+    """Teacher k's decoding of ``SAMPLE_GRID`` prior draws: (SAMPLE_GRID, 1, 28, 28)."""
+    z = torch.randn(SAMPLE_GRID, pl_module.hparams.latent_dim, generator=gen).to(pl_module.device)
+    stacked = z.unsqueeze(0).expand(len(pl_module.teacher_ids), -1, -1).contiguous()  # (K, 64, latent)
+    return pl_module.decoder(stacked)[k].view(SAMPLE_GRID, 1, 28, 28)
+
+
+def _annealing_epochs(trainer: Trainer) -> int | None:
+    for callback in trainer.callbacks:
+        if isinstance(callback, KLAnnealing):
+            return callback.kl_annealing_epochs
+    return None

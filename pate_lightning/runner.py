@@ -1,0 +1,77 @@
+"""Runs a stage teacher group by teacher group: fresh module, data and Trainer per group.
+
+A group is up to ``ensemble_size`` teachers of equal shard size, trained stacked in one
+module. Teachers whose stage report exists are skipped (unless ``overwrite``), and each group's
+files are written when its run ends, so an interrupted run loses at most the group in progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from lightning.pytorch import Callback
+
+from pate_lightning import layout
+
+log = logging.getLogger(__name__)
+
+# stage name -> the file whose presence means a teacher's stage is complete (written last)
+DONE_MARKERS: dict[str, Callable[[Path, int], Path]] = {
+    "teacher_vae": lambda run_dir, t: layout.vae_dir(run_dir, t) / "training_report.json",
+}
+# stage name -> callback class that writes the stage's per-teacher files; takes (run_dir)
+EXPORTERS: dict[str, Callable[[Path], Callback]] = {}
+
+# Teachers per stacked step when not set: measured by `make bench` (README, Scale section).
+DEFAULT_ENSEMBLE_SIZE = {"cpu": 16, "gpu": 250}
+
+
+def register_stage(stage: str, marker: Callable[[Path, int], Path], exporter: Callable[[Path], Callback]) -> None:
+    DONE_MARKERS[stage] = marker
+    EXPORTERS[stage] = exporter
+
+
+def teacher_groups(teacher_ids: Sequence[int], shard_sizes: dict[int, int], group_size: int) -> list[list[int]]:
+    """Consecutive teachers of equal shard size, in chunks of at most ``group_size``.
+
+    >>> teacher_groups([0, 1, 2, 3, 4], {0: 240, 1: 240, 2: 241, 3: 241, 4: 241}, 2)
+    [[0, 1], [2, 3], [4]]
+    """
+    if group_size < 1:
+        raise ValueError(f"ensemble_size must be >= 1, got {group_size}")
+    groups: list[list[int]] = []
+    for teacher_id in teacher_ids:
+        if groups and len(groups[-1]) < group_size and shard_sizes[groups[-1][0]] == shard_sizes[teacher_id]:
+            groups[-1].append(teacher_id)
+        else:
+            groups.append([teacher_id])
+    return groups
+
+
+def pending_teachers(stage: str, run_dir: Path, teacher_ids: Sequence[int], overwrite: bool) -> list[int]:
+    if overwrite or stage not in DONE_MARKERS:
+        return list(teacher_ids)
+    return [t for t in teacher_ids if not DONE_MARKERS[stage](run_dir, t).exists()]
+
+
+def default_ensemble_size(accelerator: Optional[str]) -> int:
+    import torch
+
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator in (None, "auto") and torch.cuda.is_available())
+    return DEFAULT_ENSEMBLE_SIZE["gpu" if on_gpu else "cpu"]
+
+
+class Progress:
+    """One line per group: teachers done, elapsed time and ETA."""
+
+    def __init__(self, stage: str, total: int) -> None:
+        self.stage, self.total, self.done, self.started = stage, total, 0, time.perf_counter()
+
+    def advance(self, count: int) -> str:
+        self.done += count
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        return f"[{self.stage}] {self.done}/{self.total} teachers, elapsed {elapsed:.0f}s, ETA {eta:.0f}s"
