@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from pate_lightning import selection
 from pate_lightning.selection import (
     REASONS,
     class_quotas,
@@ -180,8 +181,10 @@ def _naive_select(flat, labels, confidences, shard, threshold, min_nn, quotas, m
     return reasons, [i for c in range(10) for i in kept_by_class[c]]
 
 
+@pytest.mark.parametrize("block", [16, 256])  # 16: most checks go against the kept set; 256: within a block
 @pytest.mark.parametrize("quotas", [torch.tensor([30, 5, 80, 0, 200, 40, 40, 40, 1, 60]), None])
-def test_blocked_walk_matches_naive_reference(quotas):
+def test_blocked_walk_matches_naive_reference(quotas, block, monkeypatch):
+    monkeypatch.setattr(selection, "_BLOCK", block)
     g = torch.Generator().manual_seed(3)
     prototypes = torch.rand(120, D, generator=g)
     cluster = torch.randint(0, 120, (2000,), generator=g)

@@ -87,4 +87,4 @@ class TeacherExport(Callback):
 
 
 def hparams_dict(pl_module: LightningModule) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in pl_module.hparams.items() if k != "teacher_ids"}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in pl_module.hparams.items() if k != "teacher_ids" and not k.startswith("_")}
