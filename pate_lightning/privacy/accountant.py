@@ -27,6 +27,34 @@ def _as_array(values: Any, name: str, dtype: type) -> np.ndarray:
         raise ValueError(f"{name} must be array-like of {dtype.__name__}, got {type(values).__name__}") from error
 
 
+def _query_arrays(
+    num_queries: Optional[int], votes: Optional[ArrayLike], answered: Optional[ArrayLike]
+) -> tuple[Optional[np.ndarray], np.ndarray, int]:
+    """Check that the arguments agree on the number of queries; ``answered`` defaults to all True."""
+    counts = {}
+    if num_queries is not None:
+        if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 0:
+            raise ValueError(f"num_queries must be a non-negative int, got {num_queries!r}")
+        counts["num_queries"] = num_queries
+    if votes is not None:
+        votes = _as_array(votes, "votes", float)
+        if votes.ndim != 2:
+            raise ValueError(f"votes must have shape (queries, classes), got {votes.shape}")
+        counts["votes"] = votes.shape[0]
+    if answered is not None:
+        raw = _as_array(answered, "answered", float)
+        if raw.ndim != 1 or not np.isin(raw, (0, 1)).all():
+            raise ValueError(f"answered must be a (queries,) bool mask, got {answered!r}")
+        answered = raw.astype(bool)
+        counts["answered"] = answered.shape[0]
+    if not counts:
+        raise ValueError("give num_queries or votes so the number of queries is known")
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"the number of queries disagrees between arguments: {counts}")
+    queries = next(iter(counts.values()))
+    return votes, np.ones(queries, dtype=bool) if answered is None else answered, queries
+
+
 class RDPAccountant:
     """Sums per-query RDP curves of LNMax, GNMax and Confident-GNMax over a grid of orders.
 
@@ -98,39 +126,15 @@ class RDPAccountant:
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold < math.inf):
             raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
 
-        counts = {}
-        if num_queries is not None:
-            if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 0:
-                raise ValueError(f"num_queries must be a non-negative int, got {num_queries!r}")
-            counts["num_queries"] = num_queries
-        if votes is not None:
-            votes = _as_array(votes, "votes", float)
-            if votes.ndim != 2:
-                raise ValueError(f"votes must have shape (queries, classes), got {votes.shape}")
-            counts["votes"] = votes.shape[0]
-        if answered is not None:
-            answered = _as_array(answered, "answered", bool)
-            if answered.ndim != 1:
-                raise ValueError(f"answered must have shape (queries,), got {answered.shape}")
-            counts["answered"] = answered.shape[0]
-        if not counts:
-            raise ValueError("give num_queries or votes so the number of queries is known")
-        if len(set(counts.values())) != 1:
-            raise ValueError(f"the number of queries disagrees between arguments: {counts}")
-        queries = next(iter(counts.values()))
-        answered = np.ones(queries, dtype=bool) if answered is None else answered
-
+        votes, answered, queries = _query_arrays(num_queries, votes, answered)
         orders = self._orders
         if mechanism == "lnmax":
-            per_query = analysis.rdp_lnmax_data_independent(gamma, orders)
-            independent = queries * per_query
+            independent = queries * analysis.rdp_lnmax_data_independent(gamma, orders)
         elif mechanism == "gnmax":
-            per_query = analysis.rdp_gnmax_data_independent(sigma, orders)
-            independent = queries * per_query
-        else:
-            threshold_cost = analysis.rdp_threshold_data_independent(sigma1, orders)
-            per_query = analysis.rdp_gnmax_data_independent(sigma2, orders)
-            independent = queries * threshold_cost + int(answered.sum()) * per_query
+            independent = queries * analysis.rdp_gnmax_data_independent(sigma, orders)
+        else:  # the threshold check costs on every query, GNMax(sigma2) only on answered ones
+            independent = queries * analysis.rdp_threshold_data_independent(sigma1, orders)
+            independent = independent + int(answered.sum()) * analysis.rdp_gnmax_data_independent(sigma2, orders)
 
         dependent = independent if votes is None else np.zeros_like(orders)
         for row, is_answered in zip(votes if votes is not None else (), answered):
@@ -146,7 +150,7 @@ class RDPAccountant:
                     dependent += analysis.rdp_gnmax_data_dependent(logq, sigma2, orders)
 
         self._rdp_independent += independent
-        self._rdp_dependent += dependent
+        self._rdp_dependent += np.minimum(dependent, independent)  # equal to rounding when no query has a tighter bound
         self.num_queries += queries
         self.num_answered += int(answered.sum())
 

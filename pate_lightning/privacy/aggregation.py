@@ -65,7 +65,8 @@ def vote_counts(predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
     if predictions.is_floating_point() or predictions.is_complex() or predictions.dtype == torch.bool:
         raise ValueError(f"predictions must be integer labels, got dtype {predictions.dtype}")
     if predictions.numel() and (predictions.min() < 0 or predictions.max() >= num_classes):
-        raise ValueError(f"predictions must lie in [0, {num_classes}), got range [{predictions.min()}, {predictions.max()}]")
+        low, high = predictions.min().item(), predictions.max().item()
+        raise ValueError(f"predictions must lie in [0, {num_classes}), got range [{low}, {high}]")
     labels = predictions.long().t()  # (Q, T)
     counts = torch.zeros(labels.shape[0], num_classes, dtype=torch.long, device=labels.device)  # (Q, C)
     return counts.scatter_add_(1, labels, torch.ones_like(labels))

@@ -31,7 +31,8 @@ CONVERSIONS = ("standard", "balle2020")
 
 
 def _check_positive(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
+    numeric = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if not (numeric and 0 < value < math.inf):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
