@@ -12,14 +12,16 @@ import copy
 import logging
 import os
 import sys
+import warnings
 from typing import Any, Callable, Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from pate_lightning import layout, runner
+from pate_lightning import layout, runner, summary
 from pate_lightning.errors import PateError
+from pate_lightning.parallel import teacher_parallel
 
 log = logging.getLogger("pate_lightning")
 
@@ -38,6 +40,8 @@ class PateCLI(LightningCLI):
             save_config_callback=None,
             seed_everything_default=42,
             auto_configure_optimizers=False,
+            # hparams must be the arguments each group was built with, not the parsed config
+            load_from_checkpoint_support=False,
             trainer_defaults={"logger": False},
             args=args,
         )
@@ -64,26 +68,37 @@ class PateCLI(LightningCLI):
         data.setup(method)
         run_dir = data.run_dir
         config = self.config[self.subcommand]
-        todo = runner.pending_teachers(stage, run_dir, data.selected, config.overwrite)
-        skipped = len(data.selected) - len(todo)
-        if skipped:
-            log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage, skipped)
-        size = config.ensemble_size or runner.default_ensemble_size(config.trainer.accelerator)
-        groups = runner.teacher_groups(todo, {t: len(data.shards[t]) for t in todo}, size)
-        progress = runner.Progress(stage, len(todo))
-        for group in groups:
-            group_model, group_data, trainer = self._instantiate_group(group, stage, run_dir)
-            getattr(trainer, method)(group_model, datamodule=group_data, **kwargs)
-            log.info(progress.advance(len(group)))
+        trainer_config = dict(self._get(self.config_init, "trainer"))
 
-    def _instantiate_group(self, group: list[int], stage: str, run_dir: Any) -> tuple[Any, Any, Any]:
+        def work(placement: teacher_parallel.Placement) -> list[int]:
+            todo = runner.pending_teachers(stage, run_dir, data.selected, config.overwrite)
+            skipped = len(data.selected) - len(todo)
+            if skipped and placement.global_rank == 0:
+                log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage, skipped)
+            mine = placement.share(todo)
+            size = config.ensemble_size or runner.default_ensemble_size(placement.accelerator)
+            groups = runner.teacher_groups(mine, {t: len(data.shards[t]) for t in mine}, size)
+            progress = runner.Progress(stage if placement.world_size == 1 else f"{stage} rank {placement.global_rank}", len(mine))
+            for group in groups:
+                group_model, group_data, trainer = self._instantiate_group(group, stage, run_dir, placement)
+                getattr(trainer, method)(group_model, datamodule=group_data, **kwargs)
+                log.info(progress.advance(len(group)))
+            return mine
+
+        placement, _ = teacher_parallel.launch(trainer_config, work)
+        if placement.global_rank == 0:
+            summary.record_stage(run_dir, stage, data.selected, world_size=placement.world_size)
+
+    def _instantiate_group(
+        self, group: list[int], stage: str, run_dir: Any, placement: teacher_parallel.Placement
+    ) -> tuple[Any, Any, Any]:
         config = copy.deepcopy(self.config)
         sub = config[self.subcommand]
         sub.model.init_args.teacher_ids = group
         sub.data.init_args.teacher_ids = group
         self.config_init = self.parser.instantiate_classes(config)
         callbacks = [runner.EXPORTERS[stage](run_dir)] if stage in runner.EXPORTERS else []
-        trainer_config = dict(self._get(self.config_init, "trainer"))
+        trainer_config = {**self._get(self.config_init, "trainer"), **placement.device_kwargs()}
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing") is not False:
             if not any(isinstance(c, ModelCheckpoint) for c in trainer_config.get("callbacks") or []):
                 callbacks.append(ModelCheckpoint(dirpath=layout.checkpoints_dir(run_dir, stage, group), save_last=True))
@@ -144,7 +159,9 @@ def cli_main(args: Optional[list[str]] = None) -> None:
 
             CLI(COMMANDS[argv[0]], args=argv[1:], as_positional=False)
         else:
-            sys.argv = sys.argv[:1]  # LightningCLI warns when it sees both args and sys.argv
+            # LightningCLI warns when given both args and sys.argv; sys.argv must stay intact
+            # because the teacher-parallel launcher re-runs it in child processes.
+            warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
             PateCLI(args=argv)
     except PateError as error:
         if verbose or os.environ.get("PATE_DEBUG"):
