@@ -29,9 +29,13 @@ EXPORTERS: dict[str, Callable[[Path], Callback]] = {}
 DEFAULT_ENSEMBLE_SIZE = {"cpu": 16, "gpu": 250}
 
 
-def register_stage(stage: str, marker: Callable[[Path, int], Path], exporter: Callable[[Path], Callback]) -> None:
+def register_stage(
+    stage: str, marker: Callable[[Path, int], Path], exporter: Optional[Callable[[Path], Callback]] = None
+) -> None:
+    """``exporter`` None: the stage's files are written by a callback the config names (e.g. ``generate``)."""
     DONE_MARKERS[stage] = marker
-    EXPORTERS[stage] = exporter
+    if exporter is not None:
+        EXPORTERS[stage] = exporter
 
 
 def teacher_groups(teacher_ids: Sequence[int], shard_sizes: dict[int, int], group_size: int) -> list[list[int]]:

@@ -6,3 +6,17 @@ from pate_lightning import layout, runner
 from pate_lightning.callbacks.vae_export import VAEExport
 
 runner.register_stage("teacher_vae", lambda run_dir, t: layout.vae_dir(run_dir, t) / "training_report.json", VAEExport)
+
+# generate: the LabelingCallback named in configs/generate.yaml writes the files (its thresholds are
+# config keys), so the runner adds no exporter; the selection report is written last.
+runner.register_stage("generate", layout.selection_report_file)
+
+
+from pate_lightning import cli  # noqa: E402  (appended registration)
+from pate_lightning.combine import combine_command  # noqa: E402
+from pate_lightning.evaluate_command import evaluate_command  # noqa: E402
+
+cli.register_command("evaluate", evaluate_command)
+cli.register_command("combine", combine_command)
+
+
