@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
 GRID_SIZE = 64
+REJECTED_EXAMPLES = 8  # per reason, written to rejected_examples.pt for the run report's pictures
 
 
 @dataclass
@@ -50,6 +51,14 @@ class TeacherPool:
     labels: list[torch.Tensor] = field(default_factory=list)
     confidences: list[torch.Tensor] = field(default_factory=list)
     candidates: list[torch.Tensor] = field(default_factory=list)  # only with save_candidates / save_grid
+    rejected_examples: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # reason -> a few images
+
+    def remember_rejected(self, reason: str, images: torch.Tensor) -> None:
+        """Keep the first ``REJECTED_EXAMPLES`` rejected images of each reason, for the report pictures."""
+        held = self.rejected_examples.setdefault(reason, [])
+        room = REJECTED_EXAMPLES - sum(len(x) for x in held)
+        if room > 0 and len(images):
+            held.append(images[:room].detach().cpu())
 
 
 class LabelingCallback(Callback):
@@ -170,6 +179,8 @@ class LabelingCallback(Callback):
         pool.rejected["low_confidence"] += int((reasons == LOW_CONFIDENCE).sum())
         pool.rejected["memorized"] += int((reasons == MEMORIZED).sum())
         pool.label_counts += torch.bincount(labels.cpu(), minlength=NUM_CLASSES)
+        for code, reason in ((LOW_CONFIDENCE, "low_confidence"), (MEMORIZED, "memorized")):
+            pool.remember_rejected(reason, images[(reasons == code).to(images.device)])
         keep = reasons == KEPT
         pool.images.append(images[keep.to(images.device)].cpu())
         pool.labels.append(labels.cpu()[keep])
@@ -206,6 +217,13 @@ class LabelingCallback(Callback):
             min_diversity_distance=self.settings["min_diversity_distance"],
         )
         samples = images[result.kept_indices].float().contiguous()  # (N, 1, 28, 28)
+        for code, reason in enumerate(REASONS):
+            if reason in ("diversity", "quota"):
+                pool.remember_rejected(reason, images[result.reasons == code])
+        save_torch(
+            layout.teacher_dir(run_dir, teacher_id) / "rejected_examples.pt",
+            {reason: torch.cat(held) for reason, held in pool.rejected_examples.items() if held},
+        )
         rows = [[i, int(c), f"{float(p):.6f}"] for i, (c, p) in enumerate(zip(result.kept_labels, result.kept_confidences))]
         outputs = {
             "synthetic_samples": save_torch(layout.synthetic_samples_file(run_dir, teacher_id), samples),
