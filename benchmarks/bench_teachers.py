@@ -71,7 +71,7 @@ def fit_seconds(run_dir: Path, data_dir: str, teachers: list[int], epochs: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teachers", type=int, default=16, help="teachers trained by each path")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--ensemble_size", type=int, default=None, help="ours; default: the per-accelerator default")
     parser.add_argument("--sweep", type=int, nargs="*", default=[], help="also time these ensemble sizes")
     parser.add_argument("--accelerator", default="cpu")
