@@ -113,7 +113,7 @@ def test_export_writes_seed_layout_and_report(tmp_path):
     state = torch.load(run_dir / "teacher_vaes/teacher_3/decoder.pth", weights_only=True)
     decoder = Decoder.from_state_dicts([state])
     assert decoder.latent_dim == 4
-    assert torch.equal(state["out.weight"], model.decoder.out.weight[1].detach())
+    assert torch.equal(state["out.weight"], model.decoder.out.weight[1].detach().t())
     full = torch.load(run_dir / "teacher_vaes/teacher_3/vae_full.pth", weights_only=True)
     assert {k.split(".")[0] for k in full} == {"encoder", "decoder"}
     assert (run_dir / "teacher_vaes/teacher_3/samples.png").read_bytes()[:4] == b"\x89PNG"
@@ -130,3 +130,22 @@ def test_tensorboard_has_per_teacher_scalars(tmp_path):
         assert {"train/recon", "train/kl", "train/beta", "train/loss"} <= set(events.Tags()["scalars"])
         assert [e.step for e in events.Scalars("train/kl")] == [0, 1]
         assert "samples" in events.Tags()["images"]
+
+
+def test_member_state_dict_is_an_ordinary_linear_state_dict():
+    from torch import nn
+
+    from pate_lightning.models.ensemble import EnsembleLinear, load_member_state_dict
+
+    stacked = EnsembleLinear(3, 5, 4)
+    for k in range(3):
+        stacked.reset_member(k, torch.Generator().manual_seed(k))
+    x = torch.randn(3, 2, 5)
+    plain = nn.Linear(5, 4)
+    plain.load_state_dict(member_state_dict(stacked, 2))
+    assert torch.allclose(plain(x[2]), stacked(x)[2], atol=1e-6)
+    # and back: a plain state_dict loads into a member slot
+    load_member_state_dict(stacked, 0, plain.state_dict())
+    assert torch.allclose(stacked(x)[0], plain(x[0]), atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        load_member_state_dict(stacked, 0, nn.Linear(6, 4).state_dict())
