@@ -26,7 +26,7 @@ DONE_MARKERS: dict[str, Callable[[Path, int], Path]] = {
 EXPORTERS: dict[str, Callable[[Path], Callback]] = {}
 
 # Teachers per stacked step when not set: measured by `make bench` (README, Scale section).
-DEFAULT_ENSEMBLE_SIZE = {"cpu": 4, "gpu": 250}
+DEFAULT_ENSEMBLE_SIZE = {"cpu": 16, "gpu": 250}
 
 
 def register_stage(
