@@ -20,3 +20,10 @@ cli.register_command("evaluate", evaluate_command)
 cli.register_command("combine", combine_command)
 
 
+
+# teacher classifiers: trained_nets/{id}/model.pth + report.json (the report is the done-marker)
+from pate_lightning.callbacks.classifier_export import ClassifierExport  # noqa: E402
+from pate_lightning.eval_teachers import eval_teachers_command  # noqa: E402
+
+runner.register_stage("teacher_classifier", lambda run_dir, t: layout.classifier_dir(run_dir, t) / "report.json", ClassifierExport)
+cli.register_command("eval-teachers", eval_teachers_command)

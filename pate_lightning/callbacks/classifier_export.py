@@ -1,0 +1,55 @@
+"""Writes each teacher's classifier in saferlearn's layout: ``trained_nets/{id}/model.pth`` and ``report.json``."""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningModule, Trainer
+
+from pate_lightning import layout
+from pate_lightning.callbacks.teacher_export import TeacherExport, hparams_dict
+from pate_lightning.data.sources import load_split
+from pate_lightning.io import save_torch, write_json
+from pate_lightning.models.classifier import UCStubModel
+from pate_lightning.teachers import classify_log_probs
+
+
+class ClassifierExport(TeacherExport):
+    """Exports each teacher's ``UCStubModel`` state_dict and a report with its full test-set accuracy."""
+
+    def export(self, trainer: Trainer, pl_module: LightningModule, k: int, teacher_id: int, seconds: float) -> None:
+        datamodule = trainer.datamodule
+        state = pl_module.member_state_dict(k)
+        model = UCStubModel()
+        model.load_state_dict(state, strict=True)  # proves the export loads into saferlearn's class
+        test_images, test_labels = load_split(datamodule.hparams.dataset, datamodule.hparams.data_dir, train=False)
+        images = test_images.unsqueeze(1).float().div_(255)  # (N, 1, 28, 28) in [0, 1]
+        log_probs = classify_log_probs(model.to(pl_module.device), pl_module.normalize, images, device=pl_module.device)
+        accuracy = float((log_probs.argmax(1).cpu() == test_labels).float().mean())
+        out = layout.classifier_dir(self.run_dir, teacher_id)
+        save_torch(out / "model.pth", state)
+        history = self.history[teacher_id]
+        write_json(
+            out / "report.json",
+            {
+                "teacher_id": teacher_id,
+                "architecture": "UCStubModel",
+                "epochs": len(history),
+                "seconds": round(seconds, 3),
+                "test_accuracy": accuracy,
+                "test_examples": len(test_labels),
+                "normalization": {
+                    "name": pl_module.hparams.normalization,
+                    "mean": pl_module.normalize.mean,
+                    "std": pl_module.normalize.std,
+                },
+                "seed": pl_module.hparams.seed,
+                "teacher_seed": pl_module.hparams.seed + teacher_id,
+                "shard_size": len(datamodule.shards[teacher_id]),
+                "hyperparameters": {
+                    **hparams_dict(pl_module),
+                    "batch_size": datamodule.hparams.batch_size,
+                    "augment": datamodule.hparams.augment,
+                },
+                "history": history,
+                "final": history[-1] if history else None,
+            },
+        )

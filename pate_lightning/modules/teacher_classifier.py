@@ -1,0 +1,108 @@
+"""``TeacherClassifierModule``: trains the saferlearn ``UCStubModel`` of one or more teachers, stacked."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torch.func import stack_module_state, vmap
+
+from pate_lightning.models.classifier import UCStubModel, ucstub_forward
+from pate_lightning.seeding import Stream, generator, stream_seed
+from pate_lightning.teachers import normalization_from_name
+
+DROPOUT1, DROPOUT2 = 0.25, 0.5  # saferlearn's rates
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")  # ParameterDict keys cannot hold dots
+
+
+class TeacherClassifierModule(LightningModule):
+    """One ``UCStubModel`` per teacher, trained on the teacher's own shard; loss summed over teachers.
+
+    The K teachers' weights are stacked and run with ``vmap``; Adam acts elementwise, and initial
+    weights and dropout masks come from each teacher's own generators, so teacher k trained in a
+    group follows the same path as trained alone.
+
+    Args:
+        teacher_ids: the teachers this module trains (set by the runner; default ``[0]``).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        normalization: input normalization applied to [0, 1] images (``mnist`` or ``half``).
+        seed: base seed; teacher k uses seed + k.
+    """
+
+    stage = "teacher_classifier"
+
+    def __init__(
+        self,
+        teacher_ids: Optional[list[int]] = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        normalization: str = "mnist",
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        self.normalize = normalization_from_name(normalization)
+        self.save_hyperparameters()
+        self.teacher_ids = list(teacher_ids) if teacher_ids is not None else [0]
+        models = []
+        for teacher_id in self.teacher_ids:
+            # nn.Conv2d/nn.Linear initialise from the global RNG: scope it to the teacher's INIT stream
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(stream_seed(seed, teacher_id, Stream.INIT))
+                models.append(UCStubModel())
+        stacked, _ = stack_module_state(models)
+        self.stacked = nn.ParameterDict({_key(n): nn.Parameter(t.detach().clone()) for n, t in stacked.items()})
+        self.dropout = [generator(seed, t, Stream.DROPOUT) for t in self.teacher_ids]
+        self.register_buffer("epoch_sums", torch.zeros(len(self.teacher_ids), 3), persistent=False)
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {k.replace("__", "."): v for k, v in self.stacked.items()}
+
+    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Teacher k's weights as a plain ``UCStubModel`` state_dict (saferlearn's names and shapes)."""
+        return {name: tensor[k].detach().clone().cpu() for name, tensor in self.params().items()}
+
+    def _masks(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        keep1 = torch.stack([(torch.rand(batch_size, 64, 12, 12, generator=g) >= DROPOUT1) for g in self.dropout])
+        keep2 = torch.stack([(torch.rand(batch_size, 128, generator=g) >= DROPOUT2) for g in self.dropout])
+        return (keep1.float() / (1 - DROPOUT1)).to(self.device), (keep2.float() / (1 - DROPOUT2)).to(self.device)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Evaluation: images (K, B, 1, 28, 28) in [0, 1] -> log-probabilities (K, B, 10), no dropout."""
+        k, b = images.shape[:2]
+        ones1 = torch.ones(k, b, 64, 12, 12, device=images.device)
+        ones2 = torch.ones(k, b, 128, device=images.device)
+        return vmap(ucstub_forward)(self.params(), self.normalize(images), ones1, ones2)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        images, labels = batch  # (K, B, 1, 28, 28), (K, B)
+        keep1, keep2 = self._masks(images.shape[1])
+        log_probs = vmap(ucstub_forward)(self.params(), self.normalize(images), keep1, keep2)  # (K, B, 10)
+        loss = F.nll_loss(log_probs.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels).mean(1)  # (K,)
+        accuracy = (log_probs.argmax(-1) == labels).float().mean(1)  # (K,)
+        with torch.no_grad():
+            batch_size = labels.shape[1]
+            self.epoch_sums += torch.stack([loss, accuracy, torch.ones_like(loss)], 1) * batch_size
+        return loss.sum(), {"loss": loss.mean(), "accuracy": accuracy.mean()}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, logs = self._shared_step(batch)
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_sums.zero_()
+
+    def epoch_metrics(self) -> dict[str, torch.Tensor]:
+        sums = self.epoch_sums.detach().cpu()
+        count = sums[:, 2].clamp(min=1)
+        return {"loss": sums[:, 0] / count, "accuracy": sums[:, 1] / count}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=True)
