@@ -76,7 +76,7 @@ class PateCLI(LightningCLI):
             if skipped and placement.global_rank == 0:
                 log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage, skipped)
             mine = placement.share(todo)
-            size = config.ensemble_size or runner.default_ensemble_size(placement.accelerator)
+            size = config.ensemble_size or runner.default_ensemble_size(placement.accelerator, stage)
             groups = runner.teacher_groups(mine, {t: len(data.shards[t]) for t in mine}, size)
             progress = runner.Progress(stage if placement.world_size == 1 else f"{stage} rank {placement.global_rank}", len(mine))
             for group in groups:
@@ -154,7 +154,11 @@ def cli_main(args: Optional[list[str]] = None) -> None:
     _configure_logging(verbose)
     _load_commands()
     try:
-        if argv and argv[0] in COMMANDS:
+        if argv and argv[0] == "pipeline":
+            from pate_lightning.pipeline import pipeline_main
+
+            pipeline_main(argv[1:])
+        elif argv and argv[0] in COMMANDS:
             from jsonargparse import CLI
 
             CLI(COMMANDS[argv[0]], args=argv[1:], as_positional=False)

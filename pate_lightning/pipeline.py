@@ -1,0 +1,201 @@
+"""``pate-lightning pipeline``: every stage in order from one config, skipped when already done.
+
+Each stage's settings (its section of the pipeline config merged over its base config, plus the
+shared keys) are hashed together with the previous stage's hash and recorded in
+``pipeline_state.json`` next to the outputs. A stage whose hash matches a finished run is
+skipped; a changed stage re-runs with ``overwrite`` and so do the stages after it (their hashes
+chain). A stage that stopped half-way re-runs without ``overwrite``, so finished teachers are
+kept and the run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from pate_lightning.errors import PateError
+from pate_lightning.io import read_json, sha256_json, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "pipeline_state.json"
+SHARED_KEYS = ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids", "accelerator", "devices", "ensemble_size")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    kind: str  # "fit" / "predict" (LightningCLI with a base config) or "command"
+    base_config: Optional[str] = None  # file name, looked up beside the pipeline config
+
+
+STAGES = (
+    Stage("teacher_classifier", "fit", "teacher_classifier.yaml"),
+    Stage("teacher_vae", "fit", "teacher_vae.yaml"),
+    Stage("generate", "predict", "generate.yaml"),
+    Stage("evaluate", "command"),
+    Stage("combine", "command"),
+    Stage("pate", "command"),
+)
+STAGE_NAMES = [s.name for s in STAGES]
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Dicts merge key by key; anything else in ``override`` replaces ``base``.
+
+    >>> deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]})
+    {'a': {'b': 1, 'c': 3}, 'd': [2]}
+    """
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(override)
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PateError("pipeline config not found.", path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise PateError(f"is not valid YAML ({error}).", path) from None
+    unknown = set(config) - set(SHARED_KEYS) - set(STAGE_NAMES) - {"seed"}
+    if unknown:
+        raise PateError(
+            f"unknown keys {sorted(unknown)}; allowed: shared {list(SHARED_KEYS)} + ['seed'] and stages {STAGE_NAMES}.", path
+        )
+    return config
+
+
+def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Path) -> dict[str, Any]:
+    """The stage's full LightningCLI config: base file, then its pipeline section, then shared keys."""
+    base_path = config_dir / stage.base_config
+    if not base_path.is_file():
+        raise PateError(f"base config of stage {stage.name} not found.", base_path)
+    merged = deep_merge(yaml.safe_load(base_path.read_text()), config.get(stage.name) or {})
+    data_args = merged.setdefault("data", {}).setdefault("init_args", {})
+    for key in ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids"):
+        if key in config:
+            data_args[key] = config[key]
+    trainer = merged.setdefault("trainer", {})
+    for key in ("accelerator", "devices"):
+        if key in config:
+            trainer[key] = config[key]
+    if config.get("ensemble_size") is not None:
+        merged["ensemble_size"] = config["ensemble_size"]
+    return merged
+
+
+def command_stage_args(stage: Stage, config: dict[str, Any], function: Callable[..., Any]) -> dict[str, Any]:
+    """The command's keyword arguments: its pipeline section plus the shared keys it accepts."""
+    import inspect
+
+    accepted = inspect.signature(function).parameters
+    args = {k: v for k, v in config.items() if k in SHARED_KEYS and k in accepted}
+    args.update(config.get(stage.name) or {})
+    unknown = set(args) - set(accepted)
+    if unknown:
+        raise PateError(f"stage {stage.name}: unknown settings {sorted(unknown)}; allowed: {sorted(accepted)}.")
+    return args
+
+
+class Pipeline:
+    """Runs the stages of one pipeline config in order.
+
+    Args:
+        config_path: the pipeline YAML (stage base configs are looked up in its folder).
+        from_stage: re-run this stage and every one after it, whatever the recorded state.
+        run_dir: overrides the config's ``run_dir``.
+    """
+
+    def __init__(self, config_path: str | Path, from_stage: Optional[str] = None, run_dir: Optional[str] = None) -> None:
+        if from_stage is not None and from_stage not in STAGE_NAMES:
+            raise ValueError(f"unknown stage {from_stage!r}; choose one of {STAGE_NAMES}")
+        self.config_path = Path(config_path)
+        self.config = load_config(self.config_path)
+        if run_dir is not None:
+            self.config["run_dir"] = run_dir
+        self.config.setdefault("run_dir", ".")
+        self.run_dir = Path(self.config["run_dir"])
+        self.from_stage = from_stage
+
+    def _state(self) -> dict[str, Any]:
+        path = self.run_dir / STATE_FILE
+        return read_json(path) if path.exists() else {}
+
+    def run(self) -> dict[str, Any]:
+        from pate_lightning.cli import COMMANDS, cli_main
+
+        state = self._state()
+        previous_hash = ""
+        forced = False
+        started = time.perf_counter()
+        for number, stage in enumerate(STAGES, 1):
+            forced = forced or stage.name == self.from_stage
+            if stage.kind == "command":
+                function = COMMANDS[stage.name]
+                settings: dict[str, Any] = command_stage_args(stage, self.config, function)
+            else:
+                settings = lightning_stage_config(stage, self.config, self.config_path.parent)
+            digest = sha256_json({"stage": stage.name, "settings": settings, "previous": previous_hash})
+            previous_hash = digest
+            record = state.get(stage.name, {})
+            if not forced and record.get("hash") == digest and record.get("status") == "done":
+                log.info("[pipeline %d/%d] %s: up to date, skipped", number, len(STAGES), stage.name)
+                continue
+            # a changed (or forced) stage redoes its teachers; an interrupted one continues
+            overwrite = forced or (record.get("hash") not in (None, digest))
+            log.info("[pipeline %d/%d] %s: running%s (elapsed %.0fs)", number, len(STAGES), stage.name,
+                     " (overwrite)" if overwrite else "", time.perf_counter() - started)
+            state[stage.name] = {"hash": digest, "status": "running"}
+            write_json(self.run_dir / STATE_FILE, state)
+            stage_started = time.perf_counter()
+            try:
+                if stage.kind == "command":
+                    if "overwrite" in settings or "overwrite" in _parameters(function):
+                        settings = {**settings, "overwrite": overwrite}
+                    function(**settings)
+                else:
+                    stage_file = self.run_dir / ".pipeline" / f"{stage.name}.yaml"
+                    write_text(stage_file, yaml.safe_dump(settings, sort_keys=False))
+                    cli_main([stage.kind, "--config", str(stage_file), f"--overwrite={str(overwrite).lower()}"])
+            except PateError as error:
+                raise PateError(f"stage {stage.name} failed: {error}") from None
+            except SystemExit as exit_:
+                if exit_.code not in (0, None):
+                    raise PateError(f"stage {stage.name} failed (exit status {exit_.code}); see the message above.") from None
+            state[stage.name] = {"hash": digest, "status": "done", "seconds": round(time.perf_counter() - stage_started, 1)}
+            write_json(self.run_dir / STATE_FILE, state)
+            forced = forced or overwrite  # stages after a re-run one see new inputs
+        log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
+        return state
+
+
+def _parameters(function: Callable[..., Any]) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(function).parameters)
+
+
+def pipeline_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="pate-lightning pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="pipeline YAML, e.g. configs/demo.yaml")
+    parser.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help="re-run from this stage on")
+    parser.add_argument("--run_dir", help="override the config's run_dir")
+    parser.add_argument("--no-summary", action="store_true", help="skip the closing table and pictures")
+    args = parser.parse_args(argv)
+    pipeline = Pipeline(args.config, args.from_stage, args.run_dir)
+    pipeline.run()
+    if not args.no_summary:
+        from pate_lightning.run_report import print_run_report
+
+        print_run_report(pipeline.run_dir)

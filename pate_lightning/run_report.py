@@ -1,0 +1,211 @@
+"""The closing summary of a run: one table over teachers and stages, and the pictures.
+
+Reads only the files the stages wrote (reports, datasets); writes PNGs under ``figures/``:
+each teacher's kept samples with their labels, rejected samples grouped by reason, loss
+curves, and the selection funnel over all teachers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files only
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from pate_lightning import layout  # noqa: E402
+from pate_lightning.io import write_bytes  # noqa: E402
+
+FUNNEL_STEPS = ("pool", "confident", "non_memorized", "diverse", "kept")
+CRITERIA_SHORT = {"mean_confidence": "conf", "diversity_ratio": "div", "min_nn_distance": "nn", "class_histogram_l1": "hist"}
+
+
+def _json(path: Path) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _save(fig: Any, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return write_bytes(path, buffer.getvalue())
+
+
+def teacher_ids_in(run_dir: Path) -> list[int]:
+    found = set()
+    for folder in ("teachers", "teacher_vaes"):
+        for path in (run_dir / folder).glob("teacher_*"):
+            suffix = path.name.split("_")[-1]
+            if suffix.isdigit():
+                found.add(int(suffix))
+    return sorted(found)
+
+
+def kept_grid(run_dir: Path, teacher_id: int, limit: int = 40) -> Optional[Path]:
+    samples_file = layout.teacher_dir(run_dir, teacher_id) / "synthetic_samples.pt"
+    labels_file = layout.teacher_dir(run_dir, teacher_id) / "labels.csv"
+    if not samples_file.exists() or not labels_file.exists():
+        return None
+    samples = torch.load(samples_file, weights_only=True)
+    rows = labels_file.read_text().splitlines()[1:]
+    if len(samples) == 0:
+        return None
+    count = min(limit, len(samples))
+    # spread the picks over the dataset (it is ordered by class) so every class shows
+    picks = torch.linspace(0, len(samples) - 1, count).round().long().tolist()
+    cols = 10
+    fig, axes = plt.subplots((count + cols - 1) // cols, cols, figsize=(cols * 0.9, ((count + cols - 1) // cols) * 1.05))
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, index in zip(axes.flat, picks):
+        label, confidence = rows[index].split(",")[1:3]
+        ax.imshow(samples[index, 0], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{label} ({float(confidence):.2f})", fontsize=7)
+    fig.suptitle(f"teacher {teacher_id}: kept samples, label (confidence)", fontsize=9)
+    return _save(fig, run_dir / "figures" / f"kept_teacher_{teacher_id}.png")
+
+
+def rejected_grid(run_dir: Path, teacher_id: int, per_reason: int = 8) -> Optional[Path]:
+    path = layout.teacher_dir(run_dir, teacher_id) / "rejected_examples.pt"
+    if not path.exists():
+        return None
+    examples = torch.load(path, weights_only=True)  # reason -> (n, 1, 28, 28)
+    reasons = [r for r, images in examples.items() if len(images)]
+    if not reasons:
+        return None
+    fig, axes = plt.subplots(len(reasons), per_reason, figsize=(per_reason * 0.9, len(reasons) * 1.0), squeeze=False)
+    for row, reason in enumerate(reasons):
+        for col in range(per_reason):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(examples[reason]):
+                ax.imshow(examples[reason][col, 0], cmap="gray", vmin=0, vmax=1)
+        axes[row, 0].set_title(reason, fontsize=8, loc="left")
+    fig.suptitle(f"teacher {teacher_id}: rejected candidates by reason", fontsize=9)
+    return _save(fig, run_dir / "figures" / f"rejected_teacher_{teacher_id}.png")
+
+
+def loss_curves(run_dir: Path, teacher_id: int) -> Optional[Path]:
+    vae = _json(layout.vae_dir(run_dir, teacher_id) / "training_report.json")
+    classifier = _json(layout.classifier_dir(run_dir, teacher_id) / "report.json")
+    if vae is None and classifier is None:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
+    if vae is not None:
+        epochs = [row["epoch"] for row in vae["history"]]
+        axes[0].plot(epochs, [row["recon"] for row in vae["history"]], label="reconstruction")
+        axes[0].plot(epochs, [row["kl"] for row in vae["history"]], label="KL")
+        axes[0].set_yscale("log")
+        twin = axes[0].twinx()
+        twin.plot(epochs, [row["beta"] for row in vae["history"]], "k:", label="beta")
+        twin.set_ylim(0, 1.05)
+        axes[0].legend(fontsize=7, loc="upper right")
+    axes[0].set_title("VAE", fontsize=9)
+    axes[0].set_xlabel("epoch")
+    curve = (classifier or {}).get("history") or []
+    if curve:
+        axes[1].plot([row.get("epoch", i) for i, row in enumerate(curve)], [row.get("loss") for row in curve], label="loss")
+        if "accuracy" in curve[0]:
+            axes[1].plot([row.get("epoch", i) for i, row in enumerate(curve)], [row["accuracy"] for row in curve], label="train accuracy")
+        axes[1].legend(fontsize=7)
+    axes[1].set_title("classifier", fontsize=9)
+    axes[1].set_xlabel("epoch")
+    fig.suptitle(f"teacher {teacher_id}", fontsize=9)
+    return _save(fig, run_dir / "figures" / f"losses_teacher_{teacher_id}.png")
+
+
+def funnel_chart(run_dir: Path, teacher_ids: list[int]) -> Optional[Path]:
+    reports = {t: _json(layout.teacher_dir(run_dir, t) / "selection_report.json") for t in teacher_ids}
+    reports = {t: r for t, r in reports.items() if r and "funnel" in r}
+    if not reports:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3))
+    width = 0.8 / len(reports)
+    for i, (teacher_id, report) in enumerate(reports.items()):
+        values = [report["funnel"].get(step, 0) for step in FUNNEL_STEPS]
+        ax.bar([x + i * width for x in range(len(FUNNEL_STEPS))], values, width, label=f"teacher {teacher_id}")
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(FUNNEL_STEPS))], FUNNEL_STEPS)
+    ax.set_yscale("log")
+    ax.set_ylabel("candidates")
+    ax.set_title("selection funnel: pool -> confident -> non-memorized -> diverse -> kept (quota)", fontsize=9)
+    if len(reports) <= 10:
+        ax.legend(fontsize=7)
+    return _save(fig, run_dir / "figures" / "selection_funnel.png")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def teacher_rows(run_dir: Path, teacher_ids: list[int]) -> list[list[str]]:
+    rows = []
+    for teacher_id in teacher_ids:
+        classifier = _json(layout.classifier_dir(run_dir, teacher_id) / "report.json") or {}
+        vae = (_json(layout.vae_dir(run_dir, teacher_id) / "training_report.json") or {}).get("final") or {}
+        selection = _json(layout.teacher_dir(run_dir, teacher_id) / "selection_report.json") or {}
+        evaluation = _json(layout.teacher_dir(run_dir, teacher_id) / "evaluation_report.json") or {}
+        criteria = evaluation.get("criteria", {})
+        cells = [str(teacher_id), _fmt(classifier.get("test_accuracy")), _fmt(vae.get("recon"), 1), _fmt(vae.get("kl"), 1),
+                 _fmt(selection.get("pool_size")), _fmt(selection.get("kept"))]
+        for name in CRITERIA_SHORT:
+            entry = criteria.get(name) or {}
+            cells.append("-" if not entry else ("PASS" if entry.get("passed") else "FAIL"))
+        agreement = (criteria.get("agreement_rate") or {}).get("value")
+        cells.append(_fmt(agreement))
+        rows.append(cells)
+    return rows
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def pate_lines(run_dir: Path) -> list[str]:
+    report = _json(run_dir / "pate" / "report.json")
+    if not report:
+        return []
+    runs = report.get("runs") or [report]
+    lines = []
+    for run in runs:
+        privacy = run.get("privacy") or {}
+        student = run.get("student") or {}
+        lines.append(
+            f"PATE  source={run.get('query_source')}  mechanism={run.get('mechanism')}  "
+            f"queries={run.get('queries_asked', run.get('num_queries'))}  answered={run.get('answered')}  "
+            f"eps(data-indep.)={_fmt(privacy.get('epsilon_data_independent'), 2)}  "
+            f"eps(data-dep., not released)={_fmt(privacy.get('epsilon_data_dependent'), 2)}  "
+            f"student accuracy={_fmt(student.get('test_accuracy'), 4)}"
+        )
+    return lines
+
+
+def print_run_report(run_dir: str | Path) -> str:
+    """Print (and return) the summary table, write the pictures and list their paths."""
+    run_dir = Path(run_dir)
+    teacher_ids = teacher_ids_in(run_dir)
+    header = ["teacher", "clf acc", "vae recon", "vae kl", "pool", "kept", *CRITERIA_SHORT.values(), "agree"]
+    text = [format_table(header, teacher_rows(run_dir, teacher_ids)), *pate_lines(run_dir)]
+    pictures = []
+    for teacher_id in teacher_ids:
+        pictures += [kept_grid(run_dir, teacher_id), rejected_grid(run_dir, teacher_id), loss_curves(run_dir, teacher_id)]
+    pictures.append(funnel_chart(run_dir, teacher_ids))
+    pictures = [p for p in pictures if p is not None]
+    text.append("pictures:\n" + "\n".join(f"  {p}" for p in pictures) if pictures else "pictures: none")
+    output = "\n".join(text)
+    print(output)
+    return output
