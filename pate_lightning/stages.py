@@ -19,7 +19,10 @@ from pate_lightning.evaluate_command import evaluate_command  # noqa: E402
 cli.register_command("evaluate", evaluate_command)
 cli.register_command("combine", combine_command)
 
+# pate: votes, noisy aggregation, RDP accounting, student, pate/report.json
+from pate_lightning.pate.command import pate_command  # noqa: E402
 
+cli.register_command("pate", pate_command)
 
 # teacher classifiers: trained_nets/{id}/model.pth + report.json (the report is the done-marker)
 from pate_lightning.callbacks.classifier_export import ClassifierExport  # noqa: E402
