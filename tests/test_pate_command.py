@@ -133,11 +133,11 @@ def test_votes_are_bounded_per_teacher_chunk(run):
 
 @pytest.mark.integration
 def test_real_mnist_chain_three_teachers(tmp_path, mnist_dir):
-    """fit 3 teacher classifiers (2 epochs on their 240-image shards), then pate on 300 mnist_test queries."""
+    """fit 3 teacher classifiers (5 epochs on their 240-image shards), then pate on 300 mnist_test queries."""
     run_dir = tmp_path / "run"
     cli_main([
         "fit", "--config", str(REPO / "configs/teacher_classifier.yaml"), f"--data.data_dir={mnist_dir}",
-        f"--data.run_dir={run_dir}", "--data.teacher_ids=[0,1,2]", "--trainer.max_epochs=2",
+        f"--data.run_dir={run_dir}", "--data.teacher_ids=[0,1,2]", "--trainer.max_epochs=5",
         "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
     ])
     result = pate_command(
