@@ -20,10 +20,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/pate-lightning prepare --data_dir data
-	$(VENV)/bin/pate-lightning fit --config configs/teacher_vae.yaml --data.teacher_ids='[0,1,2]' \
-		--data.run_dir=runs/demo --trainer.max_epochs=20 --trainer.enable_progress_bar=false
-	@echo "demo outputs: runs/demo/teacher_vaes/teacher_{0,1,2}/ (samples.png, decoder.pth, training_report.json)"
-	@echo "TensorBoard:  $(VENV)/bin/tensorboard --logdir runs/demo/logs"
+	$(VENV)/bin/pate-lightning pipeline --config configs/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -82,9 +82,11 @@ def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Pat
     if not base_path.is_file():
         raise PateError(f"base config of stage {stage.name} not found.", base_path)
     merged = deep_merge(yaml.safe_load(base_path.read_text()), config.get(stage.name) or {})
-    data_args = merged.setdefault("data", {}).setdefault("init_args", {})
+    data = merged.setdefault("data", {})
+    data_args = data.setdefault("init_args", {})
+    accepted = _parameters(_import(data["class_path"])) if "class_path" in data else set()
     for key in ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids"):
-        if key in config:
+        if key in config and key in accepted:
             data_args[key] = config[key]
     trainer = merged.setdefault("trainer", {})
     for key in ("accelerator", "devices"):
@@ -178,6 +180,13 @@ class Pipeline:
             forced = forced or overwrite  # stages after a re-run one see new inputs
         log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
         return state
+
+
+def _import(class_path: str) -> Any:
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def _parameters(function: Callable[..., Any]) -> set[str]:

@@ -77,16 +77,45 @@ def classify_log_probs(
     return torch.cat(outputs) if outputs else torch.zeros(0, 10)
 
 
+def report_path(teachers_dir: str | Path, teacher_id: int) -> Path:
+    return Path(teachers_dir) / str(teacher_id) / "report.json"
+
+
 def recorded_normalization(teachers_dir: str | Path, teacher_id: int) -> Optional[Normalization]:
     """The normalization a trained teacher recorded in ``report.json``; None for a saferlearn folder without one."""
-    report = Path(teachers_dir) / str(teacher_id) / "report.json"
+    report = report_path(teachers_dir, teacher_id)
     if not report.is_file():
         return None
     try:
         entry = json.loads(report.read_text()).get("normalization") or {}
-        return Normalization(float(entry["mean"]), float(entry["std"]))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        raise PateError(f"teacher {teacher_id}: report.json has no readable normalization entry.", report) from None
+        normalization = Normalization(float(entry["mean"]), float(entry["std"]))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        raise PateError(
+            f"teacher {teacher_id}: report.json has no readable normalization entry "
+            '(expected {"normalization": {"name": ..., "mean": ..., "std": ...}}).', report
+        ) from None
+    if not normalization.std > 0:
+        raise PateError(f"teacher {teacher_id}: report.json records a normalization std of {normalization.std}.", report)
+    return normalization
+
+
+def teacher_normalization(teachers_dir: str | Path, teacher_id: int, normalization: Optional[str] = None) -> Normalization:
+    """What teacher ``teacher_id``'s classifier expects: its recorded normalization, else ``normalization``
+    (a preset name), else MNIST's. A preset that contradicts the recorded one is an error, not an override:
+    a teacher fed inputs normalized otherwise than in training loses accuracy without any other sign.
+    """
+    asked = normalization_from_name(normalization) if normalization is not None else None
+    recorded = recorded_normalization(teachers_dir, teacher_id)
+    if recorded is None:
+        return asked or NORMALIZATIONS["mnist"]
+    if asked is not None and (abs(asked.mean - recorded.mean) > 1e-6 or abs(asked.std - recorded.std) > 1e-6):
+        raise PateError(
+            f"teacher {teacher_id} was trained with normalization mean {recorded.mean}, std {recorded.std} "
+            f"(report.json) but normalization {normalization!r} ({asked.mean}, {asked.std}) was asked; "
+            "leave normalization unset (null) to use what each teacher recorded.",
+            report_path(teachers_dir, teacher_id),
+        )
+    return recorded
 
 
 @dataclass
@@ -104,23 +133,34 @@ class TeacherEnsemble:
 def load_teacher_ensemble(
     teachers_dir: str | Path, teacher_ids: Sequence[int], normalization: Optional[str] = None
 ) -> TeacherEnsemble:
-    """Load ``{teachers_dir}/{id}/model.pth`` for each id.
+    """Load ``{teachers_dir}/{id}/model.pth`` for each id, strictly, with each teacher's normalization.
 
-    ``normalization`` (a preset name) overrides everything; otherwise each teacher's recorded
-    normalization is used, and the MNIST preset for a saferlearn folder that records none.
+    A teacher's normalization is the one its ``report.json`` records (teachers trained here), else
+    ``normalization`` (a preset name: a saferlearn folder records none), else MNIST's; see
+    ``teacher_normalization``. A missing file, a state_dict of another shape or a pickle that is
+    not a dict of tensors is a PateError naming the teacher and the file.
     """
-    override = normalization_from_name(normalization) if normalization is not None else None
     models, norms = [], []
     for teacher_id in teacher_ids:
         models.append(load_classifier(teachers_dir, teacher_id))
-        norms.append(override or recorded_normalization(teachers_dir, teacher_id) or NORMALIZATIONS["mnist"])
+        norms.append(teacher_normalization(teachers_dir, teacher_id, normalization))
     return TeacherEnsemble(list(teacher_ids), models, norms)
 
 
 def teacher_log_probs(
     ensemble: TeacherEnsemble, images: torch.Tensor, batch_size: int = CLASSIFY_CHUNK, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """Every teacher's log-probabilities on [0, 1] images: (K, N, 10), each with its own normalization."""
+    """Every teacher's log-probabilities on [0, 1] images: (K, N, 10), each with its own normalization.
+
+    Teacher by teacher, each a dense channels_last convolution over ``batch_size`` images: on a
+    2-core CPU this ran 2800-3300 image-teachers/s (16 teachers x 1024 images, one thread), while
+    the same teachers stacked (``vmap`` over stacked weights, or grouped convolutions) ran 1000-1800
+    (contiguous) and 2400-2900 (channels_last): oneDNN's grouped convolutions are the slower kernel.
+    """
+    if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"images must be (N, 1, 28, 28) in [0, 1], got {tuple(images.shape)}")
+    if len(ensemble) == 0:
+        return torch.zeros(0, images.shape[0], 10)
     return torch.stack([
         classify_log_probs(model, norm, images, device=device, chunk_size=batch_size).cpu()
         for model, norm in zip(ensemble.models, ensemble.normalizations)

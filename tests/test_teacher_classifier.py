@@ -1,92 +1,37 @@
+"""Training teacher classifiers stacked: per-teacher streams, saferlearn-layout export, real-MNIST run."""
+
 import json
-import pickle
 
 import pytest
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import Trainer
-from torch import nn
 
 from pate_lightning.callbacks.classifier_export import ClassifierExport
 from pate_lightning.cli import cli_main
-from pate_lightning.errors import PateError
-from pate_lightning.models.classifier import UCStubModel
 from pate_lightning.modules.teacher_classifier import TeacherClassifierModule
-from pate_lightning.teachers import (
-    NORMALIZATIONS, Normalization, load_classifier, load_teacher_ensemble, teacher_log_probs,
-)
+from pate_lightning.teachers import NORMALIZATIONS, load_teacher_ensemble
 from tests.conftest import REPO
+from tests.test_classifier import SaferlearnUCStubModel
 from tests.test_vae import fake_datamodule
 
 
-class SaferlearnUCStubModel(nn.Module):
-    """saferlearn's MNIST teacher, re-declared here exactly as that project writes it."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = nn.Dropout(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.relu(self.conv2(F.relu(self.conv1(x))))
-        x = self.dropout1(F.max_pool2d(x, 2))
-        x = self.dropout2(F.relu(self.fc1(torch.flatten(x, 1))))
-        return F.log_softmax(self.fc2(x), dim=1)
-
-
-def test_state_dicts_round_trip_strictly_with_saferlearn():
-    theirs = SaferlearnUCStubModel().eval()
-    ours = UCStubModel().eval()
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.rand(3, 1, 28, 28)
-    assert torch.allclose(ours(x), theirs(x))
-    again = SaferlearnUCStubModel()
-    again.load_state_dict(UCStubModel().state_dict(), strict=True)
-
-
 def test_stacked_member_is_a_saferlearn_state_dict():
-    module = TeacherClassifierModule(teacher_ids=[3, 5])
+    module = TeacherClassifierModule(teacher_ids=[3, 5]).eval()
     theirs = SaferlearnUCStubModel().eval()
     theirs.load_state_dict(module.member_state_dict(1), strict=True)
     x = torch.rand(2, 4, 1, 28, 28)
-    assert torch.allclose(module(x)[1], theirs(NORMALIZATIONS["mnist"](x[1])), atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(module(x)[1], theirs(NORMALIZATIONS["mnist"](x[1])), atol=1e-5)
 
 
-def test_wrong_shape_and_non_tensor_files_are_clear_errors(tmp_path):
-    folder = tmp_path / "7"
-    folder.mkdir()
-    bad = SaferlearnUCStubModel().state_dict()
-    bad["fc2.weight"] = torch.zeros(5, 128)
-    torch.save(bad, folder / "model.pth")
-    with pytest.raises(PateError, match="teacher 7: state_dict does not fit") as info:
-        load_classifier(tmp_path, 7)
-    assert "7/model.pth" in str(info.value)
-    with open(folder / "model.pth", "wb") as handle:
-        pickle.dump({"weights": [1, 2, 3]}, handle)
-    with pytest.raises(PateError, match="teacher 7 classifier"):
-        load_classifier(tmp_path, 7)
-    with pytest.raises(PateError, match="not found"):
-        load_classifier(tmp_path, 8)
-
-
-def test_recorded_normalization_is_used_unless_overridden(tmp_path):
-    for teacher_id, norm in ((0, None), (1, {"name": "half", "mean": 0.5, "std": 0.5})):
-        (tmp_path / str(teacher_id)).mkdir()
-        torch.save(UCStubModel().state_dict(), tmp_path / str(teacher_id) / "model.pth")
-        if norm:
-            (tmp_path / str(teacher_id) / "report.json").write_text(json.dumps({"normalization": norm}))
-    ensemble = load_teacher_ensemble(tmp_path, [0, 1])
-    assert ensemble.normalizations == [NORMALIZATIONS["mnist"], Normalization(0.5, 0.5)]
-    assert load_teacher_ensemble(tmp_path, [0, 1], "half").normalizations == [Normalization(0.5, 0.5)] * 2
-    images = torch.rand(5, 1, 28, 28)
-    log_probs = teacher_log_probs(ensemble, images)
-    assert log_probs.shape == (2, 5, 10)
-    expected = ensemble.models[1](Normalization(0.5, 0.5)(images))
-    assert torch.allclose(log_probs[1], expected, atol=1e-5)
+def test_initial_weights_come_from_each_teachers_own_stream():
+    grouped = TeacherClassifierModule(teacher_ids=[0, 1, 2], seed=7)
+    alone = TeacherClassifierModule(teacher_ids=[1], seed=7)
+    for name, tensor in alone.member_state_dict(0).items():
+        assert torch.equal(grouped.member_state_dict(1)[name], tensor), name
+    assert not torch.equal(grouped.member_state_dict(0)["fc1.weight"], grouped.member_state_dict(1)["fc1.weight"])
+    with pytest.raises(ValueError, match="unknown normalization"):
+        TeacherClassifierModule(normalization="imagenet")
 
 
 def fit_classifier(tmp_path, teacher_ids, callbacks=()):
@@ -109,29 +54,35 @@ def test_teacher_in_group_matches_teacher_alone_after_one_epoch(tmp_path):
         # (vmap's batched convolution sums in another order), which Adam's step can magnify
         error = (ours[name] - theirs[name]).norm() / theirs[name].norm()
         assert error < 1e-4, (name, float(error))
+    metrics = grouped.epoch_metrics()
+    assert {name: tuple(v.shape) for name, v in metrics.items()} == {"loss": (3,), "accuracy": (3,)}
+    assert torch.allclose(metrics["loss"][1], alone.epoch_metrics()["loss"][0], rtol=1e-4)
 
 
 def test_export_writes_saferlearn_layout_and_report(tmp_path):
     run_dir = tmp_path / "run"
     fit_classifier(tmp_path, [2], callbacks=[ClassifierExport(run_dir, tensorboard=False)])
-    SaferlearnUCStubModel().load_state_dict(torch.load(run_dir / "trained_nets/2/model.pth", weights_only=True))
+    state = torch.load(run_dir / "trained_nets/2/model.pth", weights_only=True)
+    SaferlearnUCStubModel().load_state_dict(state, strict=True)
     report = json.loads((run_dir / "trained_nets/2/report.json").read_text())
-    assert report["epochs"] == 1 and report["test_examples"] == 40
+    assert report["epochs"] == 1 and report["test_examples"] == 40 and report["shard_size"] == 30
     assert 0.0 <= report["test_accuracy"] <= 1.0
     assert report["normalization"] == {"name": "mnist", "mean": 0.1307, "std": 0.3081}
-    assert {"loss", "accuracy"} <= set(report["history"][0])
+    assert len(report["loss_curve"]) == len(report["train_accuracy_curve"]) == 1
+    assert report["seed"] == 7 and report["hyperparameters"]["lr"] == 1e-3
+    assert load_teacher_ensemble(run_dir / "trained_nets", [2]).normalizations == [NORMALIZATIONS["mnist"]]
 
 
 @pytest.mark.integration
-def test_two_teachers_on_real_mnist_beat_chance_widely(tmp_path, mnist_dir, capsys):
+def test_two_teachers_on_real_mnist_beat_chance_widely(tmp_path, mnist_dir):
     run_dir = tmp_path / "run"
     cli_main([
         "fit", "--config", str(REPO / "configs/teacher_classifier.yaml"), f"--data.data_dir={mnist_dir}",
-        f"--data.run_dir={run_dir}", "--data.teacher_ids=[0,1]", "--trainer.max_epochs=3",
+        f"--data.run_dir={run_dir}", "--data.teacher_ids=[0,1]", "--trainer.max_epochs=5",
         "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
     ])
     for teacher_id in (0, 1):
+        assert (run_dir / f"trained_nets/{teacher_id}/model.pth").is_file()
         report = json.loads((run_dir / f"trained_nets/{teacher_id}/report.json").read_text())
+        assert report["test_examples"] == 10_000 and report["epochs"] == 5
         assert report["test_accuracy"] > 0.6, report["test_accuracy"]  # chance is 0.1
-    cli_main(["eval-teachers", "--teachers_dir", str(run_dir / "trained_nets"), "--data_dir", str(mnist_dir)])
-    assert "2 teachers: mean" in capsys.readouterr().out

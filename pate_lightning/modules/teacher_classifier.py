@@ -26,7 +26,9 @@ class TeacherClassifierModule(LightningModule):
 
     The K teachers' weights are stacked and run with ``vmap``; Adam acts elementwise, and initial
     weights and dropout masks come from each teacher's own generators, so teacher k trained in a
-    group follows the same path as trained alone.
+    group follows the same path as trained alone. ``vmap`` and grouped convolutions were measured
+    within 10% of each other on a 2-core CPU (40-48 ms per teacher-step at K = 1 and 4, 65-85 ms at
+    K = 16, where the stacked activations leave the cache), so the stage's CPU group size is 4.
 
     Args:
         teacher_ids: the teachers this module trains (set by the runner; default ``[0]``).
