@@ -165,7 +165,7 @@ class Pipeline:
                 if stage.kind == "command":
                     if "overwrite" in settings or "overwrite" in _parameters(function):
                         settings = {**settings, "overwrite": overwrite}
-                    function(**settings)
+                    call_command(function, settings)
                 else:
                     stage_file = self.run_dir / ".pipeline" / f"{stage.name}.yaml"
                     write_text(stage_file, yaml.safe_dump(settings, sort_keys=False))
@@ -175,11 +175,29 @@ class Pipeline:
             except SystemExit as exit_:
                 if exit_.code not in (0, None):
                     raise PateError(f"stage {stage.name} failed (exit status {exit_.code}); see the message above.") from None
-            state[stage.name] = {"hash": digest, "status": "done", "seconds": round(time.perf_counter() - stage_started, 1)}
+            state[stage.name] = {
+                "hash": digest, "status": "done", "seconds": round(time.perf_counter() - stage_started, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": record.get("runs", 0) + 1,
+            }
             write_json(self.run_dir / STATE_FILE, state)
             forced = forced or overwrite  # stages after a re-run one see new inputs
         log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
         return state
+
+
+def call_command(function: Callable[..., Any], settings: dict[str, Any]) -> Any:
+    """Call a command with settings checked and converted by jsonargparse, as its CLI would."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_function_arguments(function, as_positional=False)
+    try:
+        config = parser.parse_object(settings)
+    except Exception as error:  # jsonargparse's ArgumentError: an unknown key or a value of the wrong type
+        raise PateError(f"invalid settings for {function.__name__}: {error}") from None
+    init = parser.instantiate_classes(config)
+    # top-level names only: nested settings (e.g. pate's StudentSettings) stay instantiated objects
+    return function(**{name: init.get(name) for name in _parameters(function) if name in init})
 
 
 def _import(class_path: str) -> Any:
