@@ -186,7 +186,7 @@ def pate_lines(run_dir: Path) -> list[str]:
         student = run.get("student") or {}
         lines.append(
             f"PATE  source={run.get('query_source')}  mechanism={run.get('mechanism')}  "
-            f"queries={run.get('queries_asked', run.get('num_queries'))}  answered={run.get('answered')}  "
+            f"teachers={run.get('num_teachers')}  queries={run.get('queries_asked')}  answered={run.get('queries_answered')}  "
             f"eps(data-indep.)={_fmt(privacy.get('epsilon_data_independent'), 2)}  "
             f"eps(data-dep., not released)={_fmt(privacy.get('epsilon_data_dependent'), 2)}  "
             f"student accuracy={_fmt(student.get('test_accuracy'), 4)}"

@@ -77,3 +77,16 @@ def test_bad_data():
         StudentDataModule(images.squeeze(1), labels, images, labels)
     with pytest.raises(ValueError, match="val_fraction"):
         StudentDataModule(images, labels, images, labels, val_fraction=1.0)
+
+
+def test_overall_accuracy_is_micro_and_per_class_is_reported(tmp_path):
+    images, labels = separable_digits(12)
+    labels = torch.tensor([0] * 9 + [1] * 3)  # imbalanced: micro and macro accuracy differ
+    model = StudentModule()
+    with torch.no_grad():  # a network that always answers 0
+        model.net.fc2.bias.zero_()
+        model.net.fc2.bias[0] = 1e4
+    data = StudentDataModule(images, labels, images, labels, batch_size=4, val_fraction=0.0)
+    metrics = trainer(tmp_path).test(model, datamodule=data, verbose=False)[0]
+    assert metrics["test/acc"] == pytest.approx(0.75)  # 9 of 12, not the 0.5 macro average
+    assert model.test_accuracy_per_class[:2] == [1.0, 0.0]

@@ -20,7 +20,7 @@ class StudentModule(LightningModule):
     """A classifier trained with Lightning on (query image, aggregated label) pairs.
 
     Images arrive in [0, 1]; the module applies its own normalization, recorded in its hyperparameters.
-    Test metrics are the overall accuracy and the per-class accuracy (``MulticlassAccuracy(average=None)``);
+    Test metrics are the overall (micro) accuracy and the per-class accuracy (``MulticlassAccuracy(average=None)``);
     after ``trainer.test`` the per-class values are also in ``test_accuracy_per_class``.
 
     Args:
@@ -41,9 +41,9 @@ class StudentModule(LightningModule):
         self.save_hyperparameters()
         self.normalize = normalization_from_name(normalization)
         self.net = ARCHITECTURES[architecture]()
-        self.train_accuracy = MulticlassAccuracy(NUM_CLASSES)
-        self.val_accuracy = MulticlassAccuracy(NUM_CLASSES)
-        self.test_accuracy = MulticlassAccuracy(NUM_CLASSES)
+        self.train_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.val_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.test_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_accuracy_by_class = MulticlassAccuracy(NUM_CLASSES, average=None)
         self.test_accuracy_per_class: list[float] = []
 

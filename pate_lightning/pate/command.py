@@ -73,7 +73,7 @@ def vote_device(accelerator: str) -> torch.device:
 
 
 def _rate(hits: torch.Tensor) -> Optional[float]:
-    return float(hits.float().mean()) if hits.numel() else None
+    return float(hits.double().mean()) if hits.numel() else None
 
 
 def train_student(
@@ -122,7 +122,7 @@ def pate_command(
     delta: float = 1e-5,
     student: StudentSettings = StudentSettings(),
     teacher_chunk: int = 25,
-    vote_batch_size: int = 500,
+    vote_batch_size: int = 128,
     accelerator: str = "auto",
     seed: int = 42,
 ) -> dict[str, Any]:
@@ -145,8 +145,8 @@ def pate_command(
         sigma2: Confident-GNMax answer noise std.
         delta: the delta of the reported (epsilon, delta), in (0, 1).
         student: the student's training settings.
-        teacher_chunk: teachers loaded and run stacked at a time while voting.
-        vote_batch_size: images per forward pass while voting.
+        teacher_chunk: teachers loaded at a time while voting (bounds memory).
+        vote_batch_size: images per teacher forward pass while voting.
         accelerator: auto, cpu, gpu, cuda or mps (voting and student).
         seed: seeds the mechanism's noise, the synthetic query subset and the student.
     """

@@ -1,9 +1,10 @@
 """All teachers' votes on a query set: a (queries, classes) count matrix, cached under ``pate/``.
 
-Teachers run stacked (``teachers.teacher_log_probs``), ``teacher_chunk`` at a time, so memory stays
-bounded for 250 teachers x 10,000 queries. The cache ``pate/votes_{source}.pt`` holds one row per
-image of the whole query source and a mask of the rows computed so far; it is keyed by a hash of the
-images, the teachers' files and the normalization, so a re-run votes only on rows not yet counted.
+Teachers are loaded ``teacher_chunk`` at a time and run by ``teachers.teacher_log_probs`` (each with
+its own recorded normalization), so memory stays bounded for 250 teachers x 10,000 queries. The cache
+``pate/votes_{source}.pt`` holds one row per image of the whole query source and a mask of the rows
+counted so far; it is keyed by a hash of the images, the teachers' files and the normalization, so a
+re-run votes only on rows not yet counted.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def find_teachers(teachers_dir: Path) -> list[int]:
     if not teachers_dir.is_dir():
         raise PateError("teachers folder not found; train the teacher classifiers first or set teachers_dir.",
                         teachers_dir)
-    found = sorted(int(p.name) for p in teachers_dir.iterdir() if p.name.isdigit() and (p / "model.pth").is_file())
+    found = teachers.find_teacher_ids(teachers_dir)
     if not found:
         raise PateError("holds no teacher classifier ({id}/model.pth).", teachers_dir)
     return found
@@ -60,7 +61,7 @@ def teachers_key(teachers_dir: Path, teacher_ids: Sequence[int], normalization: 
     files = {}
     for teacher_id in teacher_ids:
         folder = classifier_path(teachers_dir, teacher_id).parent
-        # report.json records a trained teacher's normalization, which load_teacher_ensemble may read
+        # report.json records a trained teacher's normalization, which load_teacher_ensemble reads
         files[str(teacher_id)] = [sha256_file(folder / name) for name in ("model.pth", "report.json")
                                   if (folder / name).is_file()]
     return sha256_json({"format": CACHE_FORMAT, "teachers": files, "normalization": normalization})
@@ -78,13 +79,13 @@ def count_votes(
     images: torch.Tensor,
     normalization: Optional[str] = None,
     teacher_chunk: int = 25,
-    batch_size: int = 500,
+    batch_size: int = teachers.CLASSIFY_CHUNK,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Vote counts (Q, 10) int64 of ``teacher_ids`` on ``images`` (Q, 1, 28, 28) in [0, 1].
 
-    Each row sums to the number of teachers. ``teacher_chunk`` teachers are loaded and run stacked at a
-    time; ``batch_size`` images go through each chunk at once.
+    Each row sums to the number of teachers. ``teacher_chunk`` teachers are loaded at a time (their
+    (k, Q, 10) log-probabilities bound the memory); ``batch_size`` images go through a teacher at once.
     """
     if teacher_chunk < 1 or batch_size < 1:
         raise ValueError(f"teacher_chunk and vote_batch_size must be >= 1, got {teacher_chunk}, {batch_size}")
@@ -92,7 +93,6 @@ def count_votes(
     votes = torch.zeros(images.shape[0], NUM_CLASSES, dtype=torch.long)  # (Q, 10)
     if images.shape[0] == 0:
         return votes
-    images = images.to(device)
     started = time.perf_counter()
     for start in range(0, len(ids), teacher_chunk):
         chunk = ids[start : start + teacher_chunk]
@@ -150,7 +150,7 @@ def cached_votes(
     asked: torch.Tensor,
     normalization: Optional[str] = None,
     teacher_chunk: int = 25,
-    batch_size: int = 500,
+    batch_size: int = teachers.CLASSIFY_CHUNK,
     device: str | torch.device = "cpu",
 ) -> VoteResult:
     """Votes on ``images[asked]``, counting only the rows the cache at ``cache_file`` does not hold yet.
