@@ -167,7 +167,8 @@ def cli_main(args: Optional[list[str]] = None) -> None:
             # because the teacher-parallel launcher re-runs it in child processes.
             warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
             PateCLI(args=argv)
-    except PateError as error:
+    except (PateError, ValueError) as error:
+        # PateError: bad input files; ValueError: a setting out of range (our checks name it).
         if verbose or os.environ.get("PATE_DEBUG"):
             raise
         print(f"pate-lightning: error: {error}", file=sys.stderr)

@@ -170,7 +170,7 @@ class Pipeline:
                     stage_file = self.run_dir / ".pipeline" / f"{stage.name}.yaml"
                     write_text(stage_file, yaml.safe_dump(settings, sort_keys=False))
                     cli_main([stage.kind, "--config", str(stage_file), f"--overwrite={str(overwrite).lower()}"])
-            except PateError as error:
+            except (PateError, ValueError) as error:
                 raise PateError(f"stage {stage.name} failed: {error}") from None
             except SystemExit as exit_:
                 if exit_.code not in (0, None):
