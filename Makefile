@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_teachers.py --out benchmarks/results/latest.json
+	$(PY) -m benchmarks.bench_teachers --out benchmarks/results/latest.json
 
 clean-outputs:
 	rm -rf teacher_vaes teachers trained_nets candidates pate run_summary.json shard_indices.json

@@ -5,7 +5,7 @@
 Both train the same teachers for the same epochs, in this one process. Prints teacher-epochs per
 second, their ratio, achieved GFLOP/s (FLOPs counted with ``torch.utils.flop_counter``) and this
 machine's fp32 matmul GFLOP/s measured in the same run; likewise candidates labeled per second
-for generation + labeling when that stage is installed. Writes the figures to a JSON file.
+for generation + labeling. Writes the figures to a JSON file.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.bench_generation import bench_generation
 from pate_lightning.cli import cli_main
 from pate_lightning.modules.teacher_vae import TeacherVAEModule
 from pate_lightning.runner import default_ensemble_size
@@ -110,12 +111,7 @@ def main() -> None:
         "matmul_fp32_gflops": peak,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    try:
-        from benchmarks.bench_generation import bench_generation
-    except ImportError:
-        bench_generation = None
-    if bench_generation is not None:
-        result["generation_labeling"] = bench_generation(args.data_dir, args.accelerator, peak)
+    result["generation_labeling"] = bench_generation(args.data_dir, args.accelerator, peak)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -129,10 +125,10 @@ def main() -> None:
     print(f"  speedup: {v['speedup']:.2f}x")
     for k, rate in sweep.items():
         print(f"  sweep ensemble_size={k}: {rate:.2f} teacher-epochs/s")
-    if "generation_labeling" in result:
-        g = result["generation_labeling"]
-        print(f"generation+labeling: {g['candidates_per_s']:.0f} candidates/s, {g['gflops']:.1f} GFLOP/s "
-              f"({100 * g['gflops'] / peak:.0f}% of matmul), peak RSS {g['peak_rss_mib']:.0f} MiB")
+    g = result["generation_labeling"]
+    print(f"generation+labeling, {g['teachers']} teachers x {g['pool_size']} candidates: {g['candidates_per_s']:.0f} "
+          f"candidates/s, {g['gflops']:.1f} GFLOP/s ({100 * g['gflops'] / peak:.0f}% of matmul), "
+          f"peak RSS {g['peak_rss_mib']:.0f} MiB (+{g['peak_rss_growth_mib']:.0f} MiB during generation)")
     print(f"written to {out}")
 
 
