@@ -6,11 +6,11 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import nn
 from torch.func import stack_module_state, vmap
 
 from pate_lightning.models.classifier import UCStubModel, ucstub_forward
+from pate_lightning.modules.stacked import StackedTeacherModule
 from pate_lightning.seeding import Stream, generator, stream_seed
 from pate_lightning.teachers import normalization_from_name
 
@@ -21,7 +21,7 @@ def _key(name: str) -> str:
     return name.replace(".", "__")  # ParameterDict keys cannot hold dots
 
 
-class TeacherClassifierModule(LightningModule):
+class TeacherClassifierModule(StackedTeacherModule):
     """One ``UCStubModel`` per teacher, trained on the teacher's own shard; loss summed over teachers.
 
     The K teachers' weights are stacked and run with ``vmap``; Adam acts elementwise, and initial
@@ -39,6 +39,7 @@ class TeacherClassifierModule(LightningModule):
     """
 
     stage = "teacher_classifier"
+    EPOCH_METRICS = ("loss", "accuracy")
 
     def __init__(
         self,
@@ -61,7 +62,7 @@ class TeacherClassifierModule(LightningModule):
         stacked, _ = stack_module_state(models)
         self.stacked = nn.ParameterDict({_key(n): nn.Parameter(t.detach().clone()) for n, t in stacked.items()})
         self.dropout = [generator(seed, t, Stream.DROPOUT) for t in self.teacher_ids]
-        self.register_buffer("epoch_sums", torch.zeros(len(self.teacher_ids), 3), persistent=False)
+        self._init_epoch_sums()
 
     def params(self) -> dict[str, torch.Tensor]:
         return {k.replace("__", "."): v for k, v in self.stacked.items()}
@@ -88,23 +89,5 @@ class TeacherClassifierModule(LightningModule):
         log_probs = vmap(ucstub_forward)(self.params(), self.normalize(images), keep1, keep2)  # (K, B, 10)
         loss = F.nll_loss(log_probs.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels).mean(1)  # (K,)
         accuracy = (log_probs.argmax(-1) == labels).float().mean(1)  # (K,)
-        with torch.no_grad():
-            batch_size = labels.shape[1]
-            self.epoch_sums += torch.stack([loss, accuracy, torch.ones_like(loss)], 1) * batch_size
+        self._accumulate([loss, accuracy], labels.shape[1])
         return loss.sum(), {"loss": loss.mean(), "accuracy": accuracy.mean()}
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, logs = self._shared_step(batch)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True)
-        return loss
-
-    def on_train_epoch_start(self) -> None:
-        self.epoch_sums.zero_()
-
-    def epoch_metrics(self) -> dict[str, torch.Tensor]:
-        sums = self.epoch_sums.detach().cpu()
-        count = sums[:, 2].clamp(min=1)
-        return {"loss": sums[:, 0] / count, "accuracy": sums[:, 1] / count}
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=True)
