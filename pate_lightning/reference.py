@@ -20,7 +20,7 @@ from pate_lightning import layout
 from pate_lightning.data.sources import load_split
 from pate_lightning.io import load_state_dict, read_json, save_torch, sha256_file, write_json
 from pate_lightning.models.classifier import UCStubModel
-from pate_lightning.teachers import NORMALIZATIONS
+from pate_lightning.teachers import NORMALIZATIONS, classify_log_probs
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,9 @@ def _halves(dataset: str, data_dir: str | Path) -> tuple[tuple[torch.Tensor, tor
     return (x[:half], labels[:half]), (x[half:], labels[half:])
 
 
-@torch.no_grad()
-def predict_labels(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def predict_labels(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Labels of images (N, 1, 28, 28) in [0, 1] under the MNIST normalization."""
-    model.eval()
-    parts = [model(NORMALIZATIONS["mnist"](images[i : i + batch_size])).argmax(1) for i in range(0, len(images), batch_size)]
-    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+    return classify_log_probs(model, NORMALIZATIONS["mnist"], images).argmax(1)
 
 
 def load_or_train_reference(
@@ -93,8 +90,8 @@ def load_or_train_reference(
         )
         trainer.fit(module, loader)
     model = module.net.cpu().eval()
+    save_torch(model_file, model.state_dict())  # before classify_log_probs switches it to channels_last
     accuracy = float((predict_labels(model, test_x) == test_y).double().mean())
-    save_torch(model_file, model.state_dict())
     report = {
         "settings": settings,
         "train": f"{dataset} test split [0, {len(train_x)})",
