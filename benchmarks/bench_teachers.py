@@ -69,12 +69,24 @@ def fit_seconds(run_dir: Path, data_dir: str, teachers: list[int], epochs: int, 
     return time.perf_counter() - start
 
 
+def _write(out: Path, result: dict) -> None:
+    # written after every section, so a crash late in a long device run keeps what was measured
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teachers", type=int, default=16, help="teachers trained by each path")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--baseline_teachers", type=int, default=None,
+                        help="teachers for the baseline (default --teachers); on a GPU the full baseline takes too long")
+    parser.add_argument("--baseline_epochs", type=int, default=None, help="epochs for the baseline (default --epochs)")
     parser.add_argument("--ensemble_size", type=int, default=None, help="ours; default: the per-accelerator default")
     parser.add_argument("--sweep", type=int, nargs="*", default=[], help="also time these ensemble sizes")
+    parser.add_argument("--sweep_epochs", type=int, default=None, help="epochs for each sweep point (default --epochs)")
+    parser.add_argument("--gen_teachers", type=int, default=2, help="teachers for generation + labeling (0 skips it)")
+    parser.add_argument("--gen_pool", type=int, default=20000, help="candidates per teacher for generation + labeling")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--data_dir", default=str(REPO / "data"))
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/latest.json"))
@@ -82,50 +94,62 @@ def main() -> None:
 
     device = "cuda" if args.accelerator in ("gpu", "cuda") else "cpu"
     size = args.ensemble_size or default_ensemble_size(args.accelerator)
-    teachers = list(range(args.teachers))
-    teacher_epochs = args.teachers * args.epochs
-    flops_per_teacher_epoch = vae_step_flops(1) * 8  # 240 images / batch 32 -> 8 steps (7 full + 1 half, counted full)
-
-    work = Path(tempfile.mkdtemp(prefix="pate-bench-"))
-    try:
-        baseline = fit_seconds(work / "baseline", args.data_dir, teachers, args.epochs, 1, args.accelerator)
-        ours = fit_seconds(work / "ours", args.data_dir, teachers, args.epochs, size, args.accelerator)
-        sweep = {}
-        for k in args.sweep:
-            sweep[k] = teacher_epochs / fit_seconds(work / f"k{k}", args.data_dir, teachers, args.epochs, k, args.accelerator)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    peak = matmul_gflops(device=device)
-    result = {
+    out = Path(args.out)
+    peak = matmul_gflops(size=8192 if device == "cuda" else 2048, device=device)
+    result: dict = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
                     "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__},
-        "vae_training": {
-            "teachers": args.teachers, "epochs": args.epochs, "ensemble_size": size,
-            "baseline_teacher_epochs_per_s": teacher_epochs / baseline,
-            "ours_teacher_epochs_per_s": teacher_epochs / ours,
-            "speedup": baseline / ours,
-            "baseline_gflops": flops_per_teacher_epoch * teacher_epochs / baseline / 1e9,
-            "ours_gflops": flops_per_teacher_epoch * teacher_epochs / ours / 1e9,
-            "sweep_teacher_epochs_per_s": sweep,
-        },
         "matmul_fp32_gflops": peak,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    result["generation_labeling"] = bench_generation(args.data_dir, args.accelerator, peak)
+    print(f"machine: {result['machine']['device']}, {result['machine']['threads']} threads, matmul fp32 {peak:.1f} GFLOP/s",
+          flush=True)
+    flops_per_teacher_epoch = vae_step_flops(1) * 8  # 240 images / batch 32 -> 8 steps (7 full + 1 half, counted full)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    v = result["vae_training"]
-    print(f"machine: {result['machine']['device']}, {result['machine']['threads']} threads, matmul fp32 {peak:.1f} GFLOP/s")
-    print(f"VAE training, {args.teachers} teachers x {args.epochs} epochs:")
-    print(f"  {'path':<28}{'teacher-epochs/s':>18}{'GFLOP/s':>10}")
-    print(f"  {'baseline (Trainer/teacher)':<28}{v['baseline_teacher_epochs_per_s']:>18.2f}{v['baseline_gflops']:>10.2f}")
-    print(f"  {f'ours (ensemble_size={size})':<28}{v['ours_teacher_epochs_per_s']:>18.2f}{v['ours_gflops']:>10.2f}")
-    print(f"  speedup: {v['speedup']:.2f}x")
-    for k, rate in sweep.items():
-        print(f"  sweep ensemble_size={k}: {rate:.2f} teacher-epochs/s")
-    g = result["generation_labeling"]
+    def rate_and_gflops(teachers: int, epochs: int, seconds: float) -> tuple[float, float]:
+        return teachers * epochs / seconds, flops_per_teacher_epoch * teachers * epochs / seconds / 1e9
+
+    work = Path(tempfile.mkdtemp(prefix="pate-bench-"))
+    base_t, base_e = args.baseline_teachers or args.teachers, args.baseline_epochs or args.epochs
+    try:
+        ours_rate, ours_gflops = rate_and_gflops(
+            args.teachers, args.epochs,
+            fit_seconds(work / "ours", args.data_dir, list(range(args.teachers)), args.epochs, size, args.accelerator),
+        )
+        base_rate, base_gflops = rate_and_gflops(
+            base_t, base_e, fit_seconds(work / "baseline", args.data_dir, list(range(base_t)), base_e, 1, args.accelerator)
+        )
+        v = result["vae_training"] = {
+            "teachers": args.teachers, "epochs": args.epochs, "ensemble_size": size,
+            "ours_seconds": args.teachers * args.epochs / ours_rate,
+            "baseline_teachers": base_t, "baseline_epochs": base_e,
+            "baseline_teacher_epochs_per_s": base_rate, "ours_teacher_epochs_per_s": ours_rate,
+            "speedup": ours_rate / base_rate, "baseline_gflops": base_gflops, "ours_gflops": ours_gflops,
+            "sweep_teacher_epochs_per_s": {},
+        }
+        _write(out, result)
+        print(f"VAE training, ours: {args.teachers} teachers x {args.epochs} epochs in {v['ours_seconds']:.1f} s; "
+              f"baseline: {base_t} teachers x {base_e} epochs", flush=True)
+        print(f"  {'path':<28}{'teacher-epochs/s':>18}{'GFLOP/s':>10}")
+        print(f"  {'baseline (Trainer/teacher)':<28}{base_rate:>18.2f}{base_gflops:>10.2f}")
+        print(f"  {f'ours (ensemble_size={size})':<28}{ours_rate:>18.2f}{ours_gflops:>10.2f}")
+        print(f"  speedup: {v['speedup']:.2f}x", flush=True)
+        sweep_epochs = args.sweep_epochs or args.epochs
+        for k in args.sweep:
+            seconds = fit_seconds(work / f"k{k}", args.data_dir, list(range(args.teachers)), sweep_epochs, k, args.accelerator)
+            v["sweep_teacher_epochs_per_s"][k] = args.teachers * sweep_epochs / seconds
+            _write(out, result)
+            print(f"  sweep ensemble_size={k} ({args.teachers} teachers x {sweep_epochs} epochs): "
+                  f"{v['sweep_teacher_epochs_per_s'][k]:.2f} teacher-epochs/s", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _write(out, result)
+    if args.gen_teachers < 1:
+        return
+    g = result["generation_labeling"] = bench_generation(
+        args.data_dir, args.accelerator, peak, teachers=args.gen_teachers, pool_size=args.gen_pool
+    )
+    _write(out, result)
     print(f"generation+labeling, {g['teachers']} teachers x {g['pool_size']} candidates: {g['candidates_per_s']:.0f} "
           f"candidates/s, {g['gflops']:.1f} GFLOP/s ({100 * g['gflops'] / peak:.0f}% of matmul), "
           f"peak RSS {g['peak_rss_mib']:.0f} MiB (+{g['peak_rss_growth_mib']:.0f} MiB during generation)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shutil
 import sys
 import warnings
 from typing import Any, Callable, Optional
@@ -20,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from pate_lightning import layout, runner, summary
+from pate_lightning.callbacks.group_checkpoint import LAST, GroupCheckpoint, resumable
 from pate_lightning.errors import PateError
 from pate_lightning.parallel import teacher_parallel
 
@@ -52,6 +54,10 @@ class PateCLI(LightningCLI):
             "--ensemble_size", type=Optional[int], default=None,
             help="Teachers stacked in one optimizer step (default: per accelerator, see README).",
         )
+        parser.add_argument(
+            "--checkpoint_every_n_epochs", type=int, default=10,
+            help="fit: how often a training group's last.ckpt is replaced; a rerun resumes the group from it.",
+        )
 
     def fit(self, model: LightningModule, datamodule: LightningDataModule, **kwargs: Any) -> None:
         self._run_groups("fit", kwargs)
@@ -81,13 +87,26 @@ class PateCLI(LightningCLI):
             progress = runner.Progress(stage if placement.world_size == 1 else f"{stage} rank {placement.global_rank}", len(mine))
             for group in groups:
                 group_model, group_data, trainer = self._instantiate_group(group, stage, run_dir, placement)
-                getattr(trainer, method)(group_model, datamodule=group_data, **kwargs)
+                getattr(trainer, method)(group_model, datamodule=group_data, **self._resume(method, kwargs, group, group_model))
+                if method == "fit" and not runner.pending_teachers(stage, run_dir, group, False):
+                    # the group's files are written; its checkpoint is only for a group still training
+                    shutil.rmtree(layout.checkpoints_dir(run_dir, stage, group), ignore_errors=True)
                 log.info(progress.advance(len(group)))
             return mine
 
         placement, _ = teacher_parallel.launch(trainer_config, work)
         if placement.global_rank == 0:
             summary.record_stage(run_dir, stage, data.selected, world_size=placement.world_size)
+
+    def _resume(self, method: str, kwargs: dict[str, Any], group: list[int], model: LightningModule) -> dict[str, Any]:
+        """``kwargs`` plus ``ckpt_path`` when the group was interrupted after a checkpoint (and none was given)."""
+        if method != "fit" or kwargs.get("ckpt_path") is not None:
+            return kwargs
+        path = layout.checkpoints_dir(self.datamodule.run_dir, model.stage, group) / LAST
+        if not resumable(path, model):
+            return kwargs
+        log.info("[%s] teachers %s: resuming from %s", model.stage, group, path)
+        return {**kwargs, "ckpt_path": str(path)}
 
     def _instantiate_group(
         self, group: list[int], stage: str, run_dir: Any, placement: teacher_parallel.Placement
@@ -100,8 +119,11 @@ class PateCLI(LightningCLI):
         callbacks = [runner.EXPORTERS[stage](run_dir)] if stage in runner.EXPORTERS else []
         trainer_config = {**self._get(self.config_init, "trainer"), **placement.device_kwargs()}
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing") is not False:
+            # after the exporter, so each checkpoint holds the history of the epoch it ends
+            every = self.config[self.subcommand].checkpoint_every_n_epochs
+            callbacks.append(GroupCheckpoint(layout.checkpoints_dir(run_dir, stage, group), every))
             if not any(isinstance(c, ModelCheckpoint) for c in trainer_config.get("callbacks") or []):
-                callbacks.append(ModelCheckpoint(dirpath=layout.checkpoints_dir(run_dir, stage, group), save_last=True))
+                trainer_config["enable_checkpointing"] = False  # else Lightning adds a per-epoch ModelCheckpoint
         extra = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
         trainer = self._instantiate_trainer(trainer_config, extra + callbacks)
         return self._get(self.config_init, "model"), self._get(self.config_init, "data"), trainer

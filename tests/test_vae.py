@@ -92,7 +92,7 @@ def test_loader_batches_per_teacher_streams(tmp_path):
     assert len(batches) == len(loader) == 5  # 30 images per shard, batches of 7
     images, labels, theta = batches[0]
     assert images.shape == (2, 7, 1, 28, 28) and labels.shape == (2, 7) and theta is None
-    assert 0 <= images.min() and images.max() <= 1
+    assert images.dtype == torch.uint8  # scaled to [0, 1] on the device, after the transfer
     seen = torch.cat([b[1][0] for b in batches])
     assert sorted(seen.tolist()) == sorted(dm.shard_labels(0).tolist())
 
@@ -149,3 +149,23 @@ def test_member_state_dict_is_an_ordinary_linear_state_dict():
     assert torch.allclose(stacked(x)[0], plain(x[0]), atol=1e-6)
     with pytest.raises(ValueError, match="shape"):
         load_member_state_dict(stacked, 0, nn.Linear(6, 4).state_dict())
+
+
+def test_stacked_affine_draws_match_per_teacher_draws():
+    from pate_lightning.data.augment import affine_from_uniform, draw_affine
+
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    stacked = affine_from_uniform(torch.stack([torch.rand(5, 4, generator=g) for g in gens]))  # (3, 5, 2, 3)
+    alone = torch.stack([draw_affine(5, torch.Generator().manual_seed(s)) for s in (1, 2, 3)])
+    assert stacked.shape == (3, 5, 2, 3)
+    torch.testing.assert_close(stacked, alone)
+    assert not torch.equal(stacked[0], stacked[1])  # each teacher its own draws
+
+
+def test_batches_are_scaled_to_unit_range_after_transfer(tmp_path):
+    dm = fake_datamodule(tmp_path, [0, 1], augment=True, batch_size=7)
+    images, labels, theta = next(iter(dm.train_dataloader()))
+    scaled, same_labels = dm.on_after_batch_transfer((images, labels, theta), 0)
+    assert scaled.dtype == torch.float32 and 0 <= scaled.min() and scaled.max() <= 1
+    torch.testing.assert_close(scaled, images.float() / 255)  # no trainer: not augmented
+    assert torch.equal(same_labels, labels)

@@ -49,11 +49,18 @@ class TeacherExport(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.started = time.perf_counter()
-        self.history = {t: [] for t in pl_module.teacher_ids}
+        # a group resumed from its checkpoint keeps the epochs it had (load_state_dict ran first)
+        self.history = {t: self.history.get(t, []) for t in pl_module.teacher_ids}
         if self.tensorboard:
             self.writers = {
                 t: SummaryWriter(str(layout.logs_dir(self.run_dir, pl_module.stage, t))) for t in pl_module.teacher_ids
             }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {int(t): rows for t, rows in state_dict["history"].items()}
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         metrics = pl_module.epoch_metrics()

@@ -22,13 +22,22 @@ class AffineRange:
 
 def draw_affine(count: int, generator: torch.Generator, ranges: AffineRange = AffineRange()) -> torch.Tensor:
     """Affine matrices (count, 2, 3) for ``F.affine_grid``, in normalized coordinates."""
-    u = torch.rand(count, 4, generator=generator)  # (count, 4)
-    angle = (u[:, 0] * 2 - 1) * math.radians(ranges.degrees)
-    scale = ranges.scale[0] + u[:, 1] * (ranges.scale[1] - ranges.scale[0])
+    return affine_from_uniform(torch.rand(count, 4, generator=generator), ranges)
+
+
+def affine_from_uniform(u: torch.Tensor, ranges: AffineRange = AffineRange()) -> torch.Tensor:
+    """Affine matrices (..., 2, 3) from uniform draws (..., 4): angle, scale, x shift, y shift.
+
+    Split from ``draw_affine`` so a stacked loader draws each teacher's uniforms from its own
+    generator and turns all of them into matrices in one pass (250 teachers: 23 ms -> ~1 ms a step).
+    """
+    angle = (u[..., 0] * 2 - 1) * math.radians(ranges.degrees)
+    scale = ranges.scale[0] + u[..., 1] * (ranges.scale[1] - ranges.scale[0])
     # affine_grid maps output to input coordinates, so the inverse scale zooms by `scale`
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    shift = (u[:, 2:] * 2 - 1) * ranges.translate * 2  # normalized coordinates span 2
-    return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    shift = (u[..., 2:] * 2 - 1) * ranges.translate * 2  # normalized coordinates span 2
+    rows = (torch.stack([cos, -sin, shift[..., 0]], -1), torch.stack([sin, cos, shift[..., 1]], -1))
+    return torch.stack(rows, -2)
 
 
 def apply_affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from lightning.pytorch import LightningDataModule
 
 from pate_lightning import layout
 from pate_lightning.data import shards as shard_lib
-from pate_lightning.data.augment import apply_affine, draw_affine
+from pate_lightning.data.augment import affine_from_uniform, apply_affine
 from pate_lightning.data.sources import check_dataset_name, load_split, prepare
 from pate_lightning.seeding import Stream, generator
 
@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class StackedShardLoader:
-    """Yields ``(images (K, B, 1, 28, 28) in [0, 1], labels (K, B), theta (K, B, 2, 3) or None)``.
+    """Yields ``(images (K, B, 1, 28, 28) uint8, labels (K, B), theta (K, B, 2, 3) or None)``.
+
+    Images stay uint8 until ``ShardDataModule.on_after_batch_transfer`` scales them on the device:
+    a quarter of the bytes to gather and copy (measured 13 ms of 36 per 250-teacher step on the CPU).
 
     Each teacher shuffles and augments with its own generators, so teacher k sees the same
     batches whether it trains alone or stacked with others. Every teacher in one loader must
@@ -43,16 +46,25 @@ class StackedShardLoader:
     def __len__(self) -> int:
         return -(-self.images.shape[1] // self.batch_size)
 
+    def state_dict(self) -> dict[str, list[torch.Tensor]]:
+        return {"shuffle": [g.get_state() for g in self.shufflers], "augment": [g.get_state() for g in self.augmenters]}
+
+    def load_state_dict(self, state: dict[str, list[torch.Tensor]]) -> None:
+        for gens, states in ((self.shufflers, state["shuffle"]), (self.augmenters, state["augment"])):
+            for g, saved in zip(gens, states, strict=True):
+                g.set_state(saved)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
         size = self.images.shape[1]
         order = torch.stack([torch.randperm(size, generator=g) for g in self.shufflers])  # (K, M)
         rows = torch.arange(len(self.shufflers)).unsqueeze(1)
         for start in range(0, size, self.batch_size):
             index = order[:, start : start + self.batch_size]  # (K, B)
-            images = self.images[rows, index].unsqueeze(2).float().div_(255)  # (K, B, 1, 28, 28)
+            images = self.images[rows, index].unsqueeze(2)  # (K, B, 1, 28, 28) uint8
             theta = None
             if self.augment:
-                theta = torch.stack([draw_affine(index.shape[1], g) for g in self.augmenters])  # (K, B, 2, 3)
+                uniforms = torch.stack([torch.rand(index.shape[1], 4, generator=g) for g in self.augmenters])
+                theta = affine_from_uniform(uniforms)  # (K, B, 2, 3)
             yield images, self.labels[rows, index], theta
 
 
@@ -93,6 +105,8 @@ class ShardDataModule(LightningDataModule):
         self.shards: dict[int, list[int]] = {}
         self.selected: list[int] = []
         self._train: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._loader: Optional[StackedShardLoader] = None
+        self._loader_state: Optional[dict[str, Any]] = None  # from a checkpoint, for the next loader
 
     @property
     def run_dir(self) -> Path:
@@ -133,7 +147,7 @@ class ShardDataModule(LightningDataModule):
 
     def train_dataloader(self) -> StackedShardLoader:
         images, labels = self._require()
-        return StackedShardLoader(
+        self._loader = StackedShardLoader(
             [images[self.shards[t]] for t in self.selected],
             [labels[self.shards[t]] for t in self.selected],
             self.selected,
@@ -141,9 +155,21 @@ class ShardDataModule(LightningDataModule):
             self.hparams.augment,
             self.hparams.seed,
         )
+        if self._loader_state is not None:
+            self._loader.load_state_dict(self._loader_state)
+            self._loader_state = None
+        return self._loader
+
+    def state_dict(self) -> dict[str, Any]:
+        # the teachers' shuffling and augmentation streams, so a resumed group sees the same batches
+        return {"loader": self._loader.state_dict()} if self._loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loader_state = state_dict.get("loader")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels, theta = batch
+        images = images.float().div_(255)  # uint8 -> [0, 1], on the device
         if theta is not None and self.trainer is not None and self.trainer.training:
             images = apply_affine(images, theta)
         return images, labels

@@ -40,6 +40,7 @@ class TeacherClassifierModule(StackedTeacherModule):
 
     stage = "teacher_classifier"
     EPOCH_METRICS = ("loss", "accuracy")
+    GENERATORS = ("dropout",)
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ class TeacherVAEModule(StackedTeacherModule):
 
     stage = "teacher_vae"
     EPOCH_METRICS = ("recon", "kl", "loss")
+    GENERATORS = ("noise",)
 
     def __init__(
         self,
