@@ -188,7 +188,10 @@ def pate_lines(run_dir: Path) -> list[str]:
             f"PATE  source={run.get('query_source')}  mechanism={run.get('mechanism')}  "
             f"teachers={run.get('num_teachers')}  queries={run.get('queries_asked')}  answered={run.get('queries_answered')}  "
             f"eps(data-indep.)={_fmt(privacy.get('epsilon_data_independent'), 2)}  "
-            f"eps(data-dep., not released)={_fmt(privacy.get('epsilon_data_dependent'), 2)}  "
+            f"eps(data-dep.)={_fmt(privacy.get('epsilon_data_dependent'), 2)}  "
+            + (f"eps(data-dep.+release)={_fmt(privacy.get('epsilon_data_dependent_with_release'), 2)}  "
+               f"eps(released)={_fmt(privacy.get('epsilon_data_dependent_released'), 2)}  "
+               if privacy.get("data_dependent_released") else "(data-dep. not released)  ") +
             f"student accuracy={_fmt(student.get('test_accuracy'), 4)}"
         )
     return lines

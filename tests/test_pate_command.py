@@ -40,21 +40,33 @@ def test_mnist_test_report_then_a_second_mechanism_reuses_the_votes(run, capsys)
     assert result["label_accuracy"] == pytest.approx(2 / 15) and result["plurality_accuracy"] == pytest.approx(2 / 15)
     assert result["generator_label_agreement"] is None
     privacy = result["privacy"]
-    assert privacy["delta"] == 1e-5 and privacy["data_dependent_released"] is False
+    assert privacy["delta"] == 1e-5 and privacy["data_dependent_released"] is True
     assert 0 < privacy["epsilon_data_dependent"] <= privacy["epsilon_data_independent"]
+    assert privacy["epsilon_data_dependent_with_release"] >= privacy["epsilon_data_dependent"]
+    release = privacy["smooth_sensitivity"]
+    assert release["seed"] == 42 and release["beta"] == pytest.approx(0.49 / release["order"])
+    assert isinstance(privacy["epsilon_data_dependent_released"], float)
     student = result["student"]
     assert student["sizes"] == {"train": 12, "val": 3, "test": 20} and student["epochs"] == 1
     assert 0 <= student["test_accuracy"] <= 1 and len(student["test_accuracy_per_class"]) == 10
     assert result["votes"]["rows_counted"] == 15 and (REPO / run["run_dir"] / "pate/votes_mnist_test.pt").is_file()
-    assert "not itself privately released" in report["note"] and report["anchors"][0]["epsilon"] == 2.04
+    assert "released with smooth sensitivity" in report["note"] and "not itself privately released" in report["note"]
+    assert report["anchors"][0]["epsilon"] == 2.04
     table = capsys.readouterr().out
-    assert "eps (data-indep.)" in table and "gnmax(sigma=0.1)" in table and "no smooth sensitivity" in table
+    assert "eps (data-indep.)" in table and "gnmax(sigma=0.1)" in table and "eps (released)" in table
+    assert "gnmax(sigma=0.1): released via smooth sensitivity at order" in table
 
     again = pate_command(**run, num_queries=20, mechanism="lnmax", gamma=10.0)
+    assert again["privacy"]["data_dependent_released"] is False and again["privacy"]["smooth_sensitivity"] is None
+    assert "lnmax(gamma=10): data-dependent epsilon not privately released" in capsys.readouterr().out
     assert again["votes"]["rows_counted"] == 5 and again["votes"]["rows_from_cache"] == 15
     assert [r["mechanism"] for r in read_report(run)["runs"]] == ["gnmax", "lnmax"]
-    pate_command(**run, num_queries=20, mechanism="gnmax", sigma=0.1)  # replaces the earlier gnmax run
+    rerun = pate_command(**run, num_queries=15, mechanism="gnmax", sigma=0.1)  # replaces it; same seed, same draw
+    assert rerun["privacy"]["epsilon_data_dependent_released"] == privacy["epsilon_data_dependent_released"]
     assert [r["mechanism"] for r in read_report(run)["runs"]] == ["lnmax", "gnmax"]
+    pate_command(**run, num_queries=10, mechanism="gnmax", sigma=0.1)  # another query count: kept beside it
+    assert [(r["mechanism"], r["queries_asked"]) for r in read_report(run)["runs"]] == [
+        ("lnmax", 20), ("gnmax", 15), ("gnmax", 10)]
 
 
 def test_synthetic_queries_report_agreement_with_the_generating_teachers(run, tmp_path):

@@ -176,8 +176,13 @@ def test_accounting_reports_both_epsilons():
     # 100 LNMax queries at gamma 0.05 with unanimous teachers: a small data-dependent, ~5.3 data-independent epsilon
     assert privacy["epsilon_data_dependent"] < 0.5 < 5 < privacy["epsilon_data_independent"] < 6
     assert privacy["data_dependent_released"] is False and "not itself privately released" in privacy["note"]
+    assert privacy["smooth_sensitivity"] is None and privacy["epsilon_data_dependent_released"] is None
     answered = torch.tensor([True] * 60 + [False] * 40)
     cgn = account(votes, answered, Mechanism(), delta=1e-5)
     assert cgn["num_queries"] == 100 and cgn["num_answered"] == 60
+    assert cgn["data_dependent_released"] is True and "smooth sensitivity" in cgn["note"]
+    assert cgn["epsilon_data_dependent_with_release"] >= cgn["epsilon_data_dependent"]
+    assert cgn["smooth_sensitivity"]["order"] == cgn["order_data_dependent"]
+    assert account(votes, answered, Mechanism(), delta=1e-5, seed=3) == account(votes, answered, Mechanism(), 1e-5, seed=3)
     with pytest.raises(ValueError, match="delta must lie"):
         account(votes, answered, Mechanism(), delta=1.5)

@@ -10,9 +10,20 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
-from pate_lightning.privacy import MECHANISMS, UNANSWERED, RDPAccountant, confident_gnmax, gnmax, lnmax
+from pate_lightning.privacy import (
+    MECHANISMS,
+    RELEASED,
+    RELEASED_MECHANISMS,
+    UNANSWERED,
+    RDPAccountant,
+    confident_gnmax,
+    gnmax,
+    lnmax,
+    release_data_dependent_epsilon,
+)
 
 PARAMETERS = {"lnmax": ("gamma",), "gnmax": ("sigma",), "confident_gnmax": ("threshold", "sigma1", "sigma2")}
 
@@ -88,15 +99,34 @@ def aggregate(
     return labels, torch.ones_like(labels, dtype=torch.bool)
 
 
-def account(votes: torch.Tensor, answered: torch.Tensor, mechanism: Mechanism, delta: float) -> dict[str, Any]:
+def account(
+    votes: torch.Tensor, answered: torch.Tensor, mechanism: Mechanism, delta: float, seed: int = 0
+) -> dict[str, Any]:
     """RDP accounting of the queries asked: data-independent and data-dependent epsilon at ``delta``.
 
-    Confident-GNMax pays the threshold check on every query asked and GNMax only on answered ones.
+    Confident-GNMax pays the threshold check on every query asked and GNMax only on answered ones. For GNMax
+    and Confident-GNMax the data-dependent epsilon is also released by smooth sensitivity: its bound with the
+    release cost, one noisy draw from ``numpy.random.default_rng(seed)`` and the release's parameters.
     """
     accountant = RDPAccountant()
     extra = {"answered": answered} if mechanism.name == "confident_gnmax" else {}
     accountant.step(mechanism=mechanism.name, votes=votes, **mechanism.parameters, **extra)
-    return {"accountant": "RDP", **accountant.get_epsilon(check_delta(delta))}
+    privacy = {"accountant": "RDP", **accountant.get_epsilon(check_delta(delta))}
+    privacy.update(epsilon_data_dependent_with_release=None, epsilon_data_dependent_released=None, smooth_sensitivity=None)
+    if mechanism.name in RELEASED_MECHANISMS:
+        votes_array = votes.detach().cpu().numpy()
+        release = release_data_dependent_epsilon(
+            votes_array, mechanism=mechanism.name, delta=delta, **mechanism.parameters,
+            **{k: v.detach().cpu().numpy() for k, v in extra.items()},
+        )
+        privacy.update(
+            epsilon_data_dependent_with_release=release.epsilon,
+            epsilon_data_dependent_released=release.draw(np.random.default_rng(seed)),
+            smooth_sensitivity={**release.as_dict(), "seed": seed},
+            data_dependent_released=True,
+            note=RELEASED,
+        )
+    return privacy
 
 
 def plurality(votes: torch.Tensor) -> torch.Tensor:

@@ -148,7 +148,7 @@ def pate_command(
         teacher_chunk: teachers loaded at a time while voting (bounds memory).
         vote_batch_size: images per teacher forward pass while voting.
         accelerator: auto, cpu, gpu, cuda or mps (voting and student).
-        seed: seeds the mechanism's noise, the synthetic query subset and the student.
+        seed: seeds the mechanism's noise, the smooth-sensitivity release, the synthetic query subset and the student.
     """
     started = time.perf_counter()
     # every setting and input is checked before anything is written
@@ -177,7 +177,7 @@ def pate_command(
                           normalization, teacher_chunk, vote_batch_size, device)
     votes = result.votes  # (Q, 10)
     labels, answered = aggregate(votes, chosen, torch.Generator().manual_seed(seed), len(ids))  # (Q,), (Q,)
-    privacy = account(votes, answered, chosen, delta)
+    privacy = account(votes, answered, chosen, delta, seed)
 
     run: dict[str, Any] = {
         "query_source": query_source,

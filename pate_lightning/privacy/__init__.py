@@ -23,15 +23,24 @@ from pate_lightning.privacy.analysis import (
     rdp_threshold_data_independent,
     rdp_to_dp,
 )
+from pate_lightning.privacy.release import (
+    RELEASED,
+    RELEASED_MECHANISMS,
+    SmoothSensitivityRelease,
+    release_data_dependent_epsilon,
+)
 
 __all__ = [
     "CONVERSIONS",
     "DEFAULT_ORDERS",
     "MECHANISMS",
     "NOT_RELEASED",
+    "RELEASED",
+    "RELEASED_MECHANISMS",
     "UNANSWERED",
     "ConfidentGNMaxResult",
     "RDPAccountant",
+    "SmoothSensitivityRelease",
     "compute_logpr_answered",
     "compute_logq_gnmax",
     "compute_logq_lnmax",
@@ -45,5 +54,6 @@ __all__ = [
     "rdp_threshold_data_dependent",
     "rdp_threshold_data_independent",
     "rdp_to_dp",
+    "release_data_dependent_epsilon",
     "vote_counts",
 ]

@@ -14,7 +14,8 @@ MECHANISMS = ("lnmax", "gnmax", "confident_gnmax")
 _PARAMETERS = {"lnmax": ("gamma",), "gnmax": ("sigma",), "confident_gnmax": ("threshold", "sigma1", "sigma2")}
 NOT_RELEASED = (
     "The data-dependent epsilon is computed from the teachers' votes and is not itself privately released "
-    "(no smooth-sensitivity release), so only the data-independent epsilon is a differential-privacy guarantee."
+    "(no smooth-sensitivity analysis covers LNMax here), so only the data-independent epsilon is a "
+    "differential-privacy guarantee."
 )
 
 
@@ -60,7 +61,8 @@ class RDPAccountant:
 
     The data-independent curve is a DP guarantee. The data-dependent curve (Papernot et al. 2018, Theorem 6;
     PATE 2017, Theorem 3) uses the votes where a step gives them and the data-independent cost where it does
-    not, so it never exceeds the data-independent curve; it is not privately released (see ``NOT_RELEASED``).
+    not, so it never exceeds the data-independent curve. The accountant does not release it privately (see
+    ``NOT_RELEASED``); ``release.release_data_dependent_epsilon`` does, for GNMax and Confident-GNMax.
 
     Args:
         orders: Rényi orders (each > 1) at which the curves are kept.

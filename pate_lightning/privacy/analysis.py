@@ -6,8 +6,8 @@ Mironov 2017 (RDP), Bun & Steinke 2016 (zCDP), Balle et al. 2020 (RDP -> DP conv
 
 Neighbouring datasets differ in one teacher's vote on each query, so one teacher moves one count
 down by 1 and another up by 1. Every curve is returned as an array over ``orders`` (lambda > 1).
-Data-dependent bounds are functions of the votes themselves; this module does not release them
-privately (no smooth-sensitivity step), so only data-independent epsilons are DP guarantees.
+Data-dependent bounds are functions of the votes themselves and are not DP guarantees as they stand;
+``smooth_sensitivity`` and ``release`` release the GNMax / Confident-GNMax ones privately.
 """
 
 from __future__ import annotations
