@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -90,7 +91,9 @@ class PateCLI(LightningCLI):
                 getattr(trainer, method)(group_model, datamodule=group_data, **self._resume(method, kwargs, group, group_model))
                 if method == "fit" and not runner.pending_teachers(stage, run_dir, group, False):
                     # the group's files are written; its checkpoint is only for a group still training
-                    shutil.rmtree(layout.checkpoints_dir(run_dir, stage, group), ignore_errors=True)
+                    folder = layout.checkpoints_dir(run_dir, stage, group)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    _remove_empty(folder.parent, stop=Path(run_dir))
                 log.info(progress.advance(len(group)))
             return mine
 
@@ -127,6 +130,16 @@ class PateCLI(LightningCLI):
         extra = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
         trainer = self._instantiate_trainer(trainer_config, extra + callbacks)
         return self._get(self.config_init, "model"), self._get(self.config_init, "data"), trainer
+
+
+def _remove_empty(folder: Path, stop: Path) -> None:
+    """Removes ``folder`` and its empty parents up to (not including) ``stop``: no empty checkpoint tree is left."""
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        try:
+            folder.rmdir()
+        except OSError:  # another teacher-parallel process just wrote into it, or removed it first
+            return
+        folder = folder.parent
 
 
 def prepare_command(dataset: str = "mnist", data_dir: str = "data") -> None:
