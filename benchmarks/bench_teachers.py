@@ -111,6 +111,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pate-bench-"))
     base_t, base_e = args.baseline_teachers or args.teachers, args.baseline_epochs or args.epochs
     try:
+        # untimed warm-up: the first fit in a process pays one-off costs (lazy imports, first reads
+        # of the dataset, allocator and kernel warm-up) that would otherwise land on whichever path runs first
+        fit_seconds(work / "warmup", args.data_dir, [0], 1, 1, args.accelerator)
         ours_rate, ours_gflops = rate_and_gflops(
             args.teachers, args.epochs,
             fit_seconds(work / "ours", args.data_dir, list(range(args.teachers)), args.epochs, size, args.accelerator),
