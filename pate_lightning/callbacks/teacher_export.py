@@ -78,6 +78,7 @@ class TeacherExport(Callback):
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
+            self.before_export(trainer, pl_module)
             for k, teacher_id in enumerate(pl_module.teacher_ids):
                 self.export(trainer, pl_module, k, teacher_id, seconds / len(pl_module.teacher_ids))
         pl_module.train(was_training)
@@ -88,6 +89,9 @@ class TeacherExport(Callback):
     def add_image(self, teacher_id: int, tag: str, images: torch.Tensor, step: int) -> None:
         if teacher_id in self.writers:
             self.writers[teacher_id].add_image(tag, make_grid(images.detach().cpu(), nrow=8), step)
+
+    def before_export(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Work shared by all teachers' exports, done once per group (eval mode, no grad)."""
 
     def export(self, trainer: Trainer, pl_module: LightningModule, k: int, teacher_id: int, seconds: float) -> None:
         raise NotImplementedError
