@@ -27,9 +27,9 @@ EXPORTERS: dict[str, Callable[[Path], Callback]] = {}
 
 # Teachers per stacked step when not set, per stage and accelerator: measured (README, Scale section).
 # On a 2-core CPU the VAE gains up to 16 (per-step overhead amortised) while the convolutional
-# classifier is fastest at 4 (its stacked activations leave the cache beyond that). On an H200 the
-# whole partition in one stack was fastest for both (VAE: 201 -> 227 teacher-epochs/s from 125 to
-# 250; classifier: 110.4 s at 64, 106.3 s at 250 for 250 teachers x 20 epochs).
+# classifier is fastest at 4 (its stacked activations leave the cache beyond that). On an H200
+# larger stacks were faster for both (VAE: 161, 182, 201 teacher-epochs/s at 32, 64, 125;
+# classifier: 110.4 s at 64, 106.3 s at 250 for 250 teachers x 20 epochs), so the whole partition.
 DEFAULT_ENSEMBLE_SIZE = {"cpu": 16, "gpu": 250}
 STAGE_ENSEMBLE_SIZE = {"teacher_classifier": {"cpu": 4, "gpu": 250}}
 
