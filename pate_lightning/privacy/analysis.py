@@ -13,7 +13,7 @@ Data-dependent bounds are functions of the votes themselves and are not DP guara
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import scipy.special
@@ -59,11 +59,33 @@ def _check_logq(logq: float) -> float:
     return float(logq)
 
 
-def _log1mexp(x: float) -> float:
-    """log(1 - exp(x)) for x <= 0, stable at both ends."""
-    if x == 0:
-        return -math.inf
-    return math.log1p(-math.exp(x)) if x < -math.log(2) else math.log(-math.expm1(x))
+def _log1mexp(x: ArrayLike) -> Any:
+    """log(1 - exp(x)) for x <= 0, stable at both ends (-inf at 0), elementwise."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore"):
+        out = np.where(x < -math.log(2), np.log1p(-np.exp(np.minimum(x, 0))), np.log(-np.expm1(np.minimum(x, 0))))
+    return out[()]  # a numpy float for a scalar x, so scalar callers keep scalar arithmetic
+
+
+def theorem6_bound(logq: ArrayLike, sigma: float, orders: ArrayLike) -> np.ndarray:
+    """Theorem 6's data-dependent RDP bound of GNMax (Papernot et al. 2018), broadcast over logq and orders.
+
+    The bare formula, with mu2 = sigma sqrt(log 1/q), mu1 = mu2 + 1 (Prop. 10) and eps_i = mu_i / sigma^2;
+    where it applies is the caller's to check (``rdp_gnmax_data_dependent``; the smooth-sensitivity
+    analysis uses it only below its ``logq0``).
+
+    >>> bound = theorem6_bound(-20.0, 40.0, [2, 16])  # strong consensus: far below order / sigma^2
+    >>> bool((bound < rdp_gnmax_data_independent(40.0, [2, 16]) / 1000).all())
+    True
+    """
+    logq, orders = np.asarray(logq, dtype=float), np.asarray(orders, dtype=float)
+    mu2 = sigma * np.sqrt(-logq)
+    mu1 = mu2 + 1
+    eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
+    log1q = _log1mexp(logq)
+    log_a = log1q - _log1mexp((logq + eps2) * (1 - 1 / mu2))
+    log_b = eps1 - logq / (mu1 - 1)
+    return np.logaddexp(log1q + (orders - 1) * log_a, logq + (orders - 1) * log_b) / (orders - 1)
 
 
 def rdp_lnmax_data_independent(gamma: float, orders: ArrayLike) -> np.ndarray:
@@ -175,11 +197,8 @@ def rdp_gnmax_data_dependent(logq: float, sigma: float, orders: ArrayLike) -> np
         return data_independent
     if logq > (mu2 - 1) * eps2 - mu2 * (math.log(mu1 / (mu1 - 1)) + math.log(mu2 / (mu2 - 1))):
         return data_independent  # Lemma 9: outside the range where the bound increases in q
-    log1q = _log1mexp(logq)
-    log_a = log1q - _log1mexp((logq + eps2) * (1 - 1 / mu2))
-    log_b = eps1 - logq / (mu1 - 1)
-    log_s = np.logaddexp(log1q + (orders - 1) * log_a, logq + (orders - 1) * log_b)
-    return np.where(applies, np.minimum(data_independent, log_s / (orders - 1)), data_independent)
+    bound = theorem6_bound(logq, sigma, orders)
+    return np.where(applies, np.minimum(data_independent, bound), data_independent)
 
 
 def compute_logpr_answered(threshold: float, sigma1: float, votes: ArrayLike) -> float:

@@ -31,17 +31,6 @@ def _check_order(order: float) -> float:
     return float(order)
 
 
-def _data_dependent_bound(logq: np.ndarray, sigma: float, order: float) -> np.ndarray:
-    """Theorem 6 of the 2018 paper without its range checks; callers stay below ``logq0``."""
-    mu2 = sigma * np.sqrt(-logq)
-    mu1 = mu2 + 1
-    eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
-    log1q = np.log1p(-np.exp(logq))
-    log_a = (order - 1) * (log1q - np.log1p(-np.exp((logq + eps2) * (1 - 1 / mu2))))
-    log_b = (order - 1) * (eps1 - logq / (mu1 - 1))
-    return np.logaddexp(log1q + log_a, logq + log_b) / (order - 1)
-
-
 @functools.lru_cache(maxsize=None)
 def compute_logq0_gnmax(sigma: float, order: float) -> float:
     """log q0: above it the data-independent bound order / sigma^2 is the smaller one (reference ``logq0``).
@@ -56,7 +45,7 @@ def compute_logq0_gnmax(sigma: float, order: float) -> float:
     independent = order / sigma**2
 
     def gap(logq: float) -> float:
-        return float(_data_dependent_bound(np.array(logq), sigma, order)) - independent
+        return float(analysis.theorem6_bound(logq, sigma, order)) - independent
 
     logub = min(-((1 + 1 / sigma) ** 2), -(((order - 0.99) / sigma) ** 2), -1 / sigma**2)
     mu2 = sigma * math.sqrt(-logub)
@@ -88,7 +77,7 @@ def rdp_gnmax_smooth(logq: ArrayLike, sigma: float, order: float) -> np.ndarray:
     below = logq < compute_logq0_gnmax(sigma, order)
     finite = below & np.isfinite(logq)
     result[below & ~finite] = 0.0
-    result[finite] = _data_dependent_bound(logq[finite], sigma, order)
+    result[finite] = analysis.theorem6_bound(logq[finite], sigma, order)
     return result
 
 
