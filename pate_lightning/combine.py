@@ -60,7 +60,7 @@ def combine_command(
         stratified: take the share per label (keeps each teacher's class balance); else uniformly.
         start_id: first teacher (default: the lowest with a dataset).
         end_id: last teacher, inclusive (default: the highest with a dataset).
-        seed: subsampling seed; teacher k's subset uses seed + k, so it does not depend on the range.
+        seed: subsampling seed; teacher k's subset draws from (seed, k), so it does not depend on the range.
         name: file name prefix.
         out_dir: output folder (default {run_dir}/synthetic).
     """

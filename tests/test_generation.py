@@ -60,7 +60,7 @@ def test_predict_writes_datasets_in_the_seed_format(tmp_path):
         assert all(float(r[2]) >= 0.5 for r in rows[1:])
         assert report["pool_size"] == 300 and report["kept"] == len(samples) > 0
         assert sum(report["rejected_by"].values()) + report["kept"] == 300
-        assert report["seeds"] == {"seed": 123, "teacher_seed": 123 + teacher_id}
+        assert report["seeds"] == {"seed": 123, "teacher_seed": [123, teacher_id]}
         assert set(report["inputs"]) == {"decoder", "classifier", "metadata"}
         assert report["inputs"]["decoder"]["path"] == f"teacher_vaes/teacher_{teacher_id}/decoder.pth"
         pool = torch.load(run_dir / "candidates" / f"candidates_teacher_{teacher_id}.pt", weights_only=True)

@@ -64,7 +64,7 @@ class ClassifierExport(TeacherExport):
                     "std": pl_module.normalize.std,
                 },
                 "seed": pl_module.hparams.seed,
-                "teacher_seed": pl_module.hparams.seed + teacher_id,
+                "teacher_seed": [pl_module.hparams.seed, teacher_id],
                 "shard_size": len(datamodule.shards[teacher_id]),
                 "hyperparameters": {
                     **hparams_dict(pl_module),

@@ -48,7 +48,7 @@ class VAEExport(TeacherExport):
                 "epochs": len(history),
                 "seconds": round(seconds, 3),
                 "seed": pl_module.hparams.seed,
-                "teacher_seed": pl_module.hparams.seed + teacher_id,
+                "teacher_seed": [pl_module.hparams.seed, teacher_id],
                 "shard_size": len(datamodule.shards[teacher_id]) if datamodule is not None else None,
                 "latent_dim": pl_module.hparams.latent_dim,
                 "hyperparameters": {

@@ -81,7 +81,7 @@ class ShardDataModule(LightningDataModule):
         count: number of teachers from ``start_id`` (default: to the last).
         batch_size: per-teacher batch size, reduced to the shard size when larger.
         augment: small random affine augmentation of training batches.
-        seed: partition seed and base of every per-teacher seed (teacher k uses seed + k).
+        seed: partition seed and base of every per-teacher stream (teacher k: (seed, k)).
     """
 
     def __init__(

@@ -84,7 +84,7 @@ class LatentDataModule(ShardDataModule):
         latent_dim: expected latent size; None = read from each decoder, an int = checked against it.
         latent_mixing: fraction of each batch that is a mix of two latents (the guide's 0.3).
         latent_noise: scale of the Gaussian jitter added to every latent (the guide's 0.1).
-        seed: generation seed (the guide's 123); teacher k draws from ``seed + k``.
+        seed: generation seed (the guide's 123); teacher k draws from streams of ``(seed, k)``.
     """
 
     def __init__(
@@ -185,7 +185,7 @@ class LatentDataModule(ShardDataModule):
             "mix_alpha_range": list(MIX_ALPHA),
             "batch_size": self.hparams.batch_size,
             "seed": self.hparams.seed,
-            "teacher_seed": self.hparams.seed + teacher_id,
+            "teacher_seed": [self.hparams.seed, teacher_id],
         }
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

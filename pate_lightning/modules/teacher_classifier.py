@@ -35,7 +35,7 @@ class TeacherClassifierModule(StackedTeacherModule):
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         normalization: input normalization applied to [0, 1] images (``mnist`` or ``half``).
-        seed: base seed; teacher k uses seed + k.
+        seed: base seed; teacher k draws from streams of (seed, k).
     """
 
     stage = "teacher_classifier"

@@ -24,7 +24,7 @@ class TeacherVAEModule(StackedTeacherModule):
         hidden_dims: widths of the encoder's hidden layers (the decoder mirrors them).
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        seed: base seed; teacher k's initial weights and reparameterization noise use seed + k.
+        seed: base seed; teacher k's initial weights and reparameterization noise derive from (seed, k).
     """
 
     stage = "teacher_vae"
