@@ -27,9 +27,13 @@ def read_report(run):
     return json.loads((REPO / run["run_dir"] / "pate" / "report.json").read_text())
 
 
+def read_diagnostics(run):
+    return json.loads((REPO / run["run_dir"] / "pate" / "diagnostics.json").read_text())
+
+
 def test_mnist_test_report_then_a_second_mechanism_reuses_the_votes(run, capsys):
-    result = pate_command(**run, num_queries=15, mechanism="gnmax", sigma=0.1)
-    report = read_report(run)
+    result = pate_command(**run, num_queries=15, mechanism="gnmax", sigma=0.1, seed=42)
+    report, diagnostics = read_report(run), read_diagnostics(run)
     assert report["runs"] == [result]
     assert result["query_source"] == "mnist_test" and result["queries_available"] == 20  # first half of 40
     assert result["queries_asked"] == result["queries_answered"] == 15
@@ -37,36 +41,45 @@ def test_mnist_test_report_then_a_second_mechanism_reuses_the_votes(run, capsys)
     assert result["parameters"] == {"sigma": 0.1}
     # every answer is 3; the fake truth is index % 10, so queries 3 and 13 are right
     assert result["answered_label_counts"][3] == 15
-    assert result["label_accuracy"] == pytest.approx(2 / 15) and result["plurality_accuracy"] == pytest.approx(2 / 15)
-    assert result["generator_label_agreement"] is None
+    assert result["label_accuracy"] == pytest.approx(2 / 15)
+    diagnostic = diagnostics["runs"][-1]
+    assert diagnostics["not_for_release"] is True and "NOT FOR RELEASE" in diagnostics["note"]
+    assert diagnostic["plurality_accuracy"] == pytest.approx(2 / 15) and diagnostic["generator_label_agreement"] is None
     privacy = result["privacy"]
     assert privacy["delta"] == 1e-5 and privacy["data_dependent_released"] is True
-    assert 0 < privacy["epsilon_data_dependent"] <= privacy["epsilon_data_independent"]
-    assert privacy["epsilon_data_dependent_with_release"] >= privacy["epsilon_data_dependent"]
-    release = privacy["smooth_sensitivity"]
-    assert release["seed"] == 42 and release["beta"] == pytest.approx(0.49 / release["order"])
+    assert privacy["conversion"] == "balle2020" and "Balle" in privacy["conversion_reference"]
+    assert privacy["privacy_scope"] == "labels" and privacy["private"] is False and privacy["noise_seed"] == 42
+    assert 0 < diagnostic["epsilon_data_dependent"] <= privacy["epsilon_data_independent"]
+    assert diagnostic["release_fixed"]["epsilon"] >= diagnostic["epsilon_data_dependent"]
+    release = privacy["release"]
+    assert release["order"] == 16.0 and release["beta"] == pytest.approx(0.49 / 16)
     assert isinstance(privacy["epsilon_data_dependent_released"], float)
+    # the labels' epsilon composes the votes with the release; public queries: the student's end to end
+    assert privacy["epsilon_labels"] > privacy["epsilon_data_independent"]
+    assert privacy["epsilon_end_to_end"] == privacy["epsilon_labels"]
     student = result["student"]
     assert student["sizes"] == {"train": 12, "val": 3, "test": 20} and student["epochs"] == 1
     assert 0 <= student["test_accuracy"] <= 1 and len(student["test_accuracy_per_class"]) == 10
     assert result["votes"]["rows_counted"] == 15 and (REPO / run["run_dir"] / "pate/votes_mnist_test.pt").is_file()
-    assert "released with smooth sensitivity" in report["note"] and "not itself privately released" in report["note"]
+    assert "Theorem 23" in report["note"] and "not itself privately released" in report["note"]
     assert report["anchors"][0]["epsilon"] == 2.04
     table = capsys.readouterr().out
-    assert "eps (data-indep.)" in table and "gnmax(sigma=0.1)" in table and "eps (released)" in table
-    assert "gnmax(sigma=0.1): released via smooth sensitivity at order" in table
+    assert "eps data-indep." in table and "gnmax(sigma=0.1)" in table and "eps released" in table
+    assert "gnmax(sigma=0.1): released by smooth sensitivity (Theorem 23) at fixed order 16" in table
+    assert "reproducible: NOT PRIVATE" in table and "[diag] plurality acc" in table and "labels" in table
 
-    again = pate_command(**run, num_queries=20, mechanism="lnmax", gamma=10.0)
-    assert again["privacy"]["data_dependent_released"] is False and again["privacy"]["smooth_sensitivity"] is None
+    again = pate_command(**run, num_queries=20, mechanism="lnmax", gamma=10.0, seed=42)
+    assert again["privacy"]["data_dependent_released"] is False and again["privacy"]["release"] is None
     assert "lnmax(gamma=10): data-dependent epsilon not privately released" in capsys.readouterr().out
     assert again["votes"]["rows_counted"] == 5 and again["votes"]["rows_from_cache"] == 15
     assert [r["mechanism"] for r in read_report(run)["runs"]] == ["gnmax", "lnmax"]
-    rerun = pate_command(**run, num_queries=15, mechanism="gnmax", sigma=0.1)  # replaces it; same seed, same draw
+    rerun = pate_command(**run, num_queries=15, mechanism="gnmax", sigma=0.1, seed=42)  # replaces it; same seed, same draw
     assert rerun["privacy"]["epsilon_data_dependent_released"] == privacy["epsilon_data_dependent_released"]
     assert [r["mechanism"] for r in read_report(run)["runs"]] == ["lnmax", "gnmax"]
-    pate_command(**run, num_queries=10, mechanism="gnmax", sigma=0.1)  # another query count: kept beside it
+    pate_command(**run, num_queries=10, mechanism="gnmax", sigma=0.1, seed=42)  # another query count: kept beside it
     assert [(r["mechanism"], r["queries_asked"]) for r in read_report(run)["runs"]] == [
         ("lnmax", 20), ("gnmax", 15), ("gnmax", 10)]
+    assert len(read_diagnostics(run)["runs"]) == 3
 
 
 def test_synthetic_queries_report_agreement_with_the_generating_teachers(run, tmp_path):
@@ -77,8 +90,12 @@ def test_synthetic_queries_report_agreement_with_the_generating_teachers(run, tm
     assert result["query_file"] == str(samples) and result["queries_available"] == 10
     assert result["queries_asked"] == result["queries_answered"] == 10  # max vote 2 >= T = 1
     assert result["label_accuracy"] is None  # no truth for synthetic images
-    assert result["generator_label_agreement"] == pytest.approx(0.6)  # the ensemble says 3; six generators did
+    # the ensemble says 3; six generators did: agreement with non-private labels is a diagnostic
+    assert read_diagnostics(run)["runs"][-1]["generator_label_agreement"] == pytest.approx(0.6)
     assert result["privacy"]["num_answered"] == 10
+    # no synthetic metadata with a privacy record: the queries are not private
+    assert result["privacy"]["privacy_scope"] == "labels_only_queries_not_private"
+    assert result["privacy"]["epsilon_end_to_end"] is None and result["privacy"]["epsilon_labels"] > 0
     assert (tmp_path / "run" / "pate" / "votes_synthetic.pt").is_file()
 
 
@@ -158,6 +175,7 @@ def test_real_mnist_chain_three_teachers(tmp_path, mnist_dir):
     )
     assert result["num_teachers"] == 3 and result["queries_answered"] == 300
     # three weak teachers still agree with the truth far more often than chance
-    assert result["plurality_accuracy"] > 0.6 and result["label_accuracy"] > 0.6
+    diagnostic = json.loads((run_dir / "pate" / "diagnostics.json").read_text())["runs"][-1]
+    assert diagnostic["plurality_accuracy"] > 0.6 and result["label_accuracy"] > 0.6
     assert result["student"]["sizes"]["test"] == 5000 and result["student"]["test_accuracy"] > 0.3
     assert result["votes"]["teacher_images_per_second"] > 0
