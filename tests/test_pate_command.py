@@ -7,6 +7,9 @@ import pytest
 from pate_lightning.cli import cli_main
 from pate_lightning.errors import PateError
 from pate_lightning.pate.command import StudentSettings, pate_command
+from pate_lightning.pate.publish import check_publishable
+from pate_lightning.privacy import DEFAULT_ORDERS, contract_entry
+from pate_lightning.run_report import pate_lines
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 from tests.pate_helpers import random_images, write_combined, write_teachers
@@ -97,6 +100,97 @@ def test_synthetic_queries_report_agreement_with_the_generating_teachers(run, tm
     assert result["privacy"]["privacy_scope"] == "labels_only_queries_not_private"
     assert result["privacy"]["epsilon_end_to_end"] is None and result["privacy"]["epsilon_labels"] > 0
     assert (tmp_path / "run" / "pate" / "votes_synthetic.pt").is_file()
+
+
+def test_two_unseeded_runs_draw_different_noise(run, capsys):
+    # tied votes (3 teachers: 3, 3, 7) under sigma 100: the noise alone decides most labels
+    first = pate_command(**run, num_queries=20, mechanism="gnmax", sigma=100.0)
+    second = pate_command(**run, num_queries=20, mechanism="gnmax", sigma=100.0)
+    assert first["answered_label_counts"] != second["answered_label_counts"]
+    for result in (first, second):
+        assert result["privacy"]["private"] is True and result["privacy"]["noise_seed"] is None
+    assert "NOT PRIVATE" not in capsys.readouterr().out
+
+
+def _comparable(result):
+    """The report entry without what legitimately varies: the DP release draw, timings, the student."""
+    privacy = {k: v for k, v in result["privacy"].items() if k != "epsilon_data_dependent_released"}
+    drop = {"votes", "seconds", "student", "query_file", "privacy"}
+    return {**{k: v for k, v in result.items() if k not in drop}, "privacy": privacy}
+
+
+def test_report_holds_no_value_computed_from_un_noised_votes(tmp_path):
+    # Two ensembles whose noisy labels agree (all 3: unanimous vs 2 of 3) but whose un-noised votes differ.
+    data_dir = write_fake_mnist(tmp_path / "data", train=20, test=40)
+    results, diagnostics = [], []
+    for name, favourites in [("unanimous", [3, 3, 3]), ("split", [3, 3, 7])]:
+        write_teachers(tmp_path / name / "trained_nets", [0, 1, 2], favourites=favourites)
+        settings = {"run_dir": str(tmp_path / name), "data_dir": str(data_dir), "student": FAST_STUDENT,
+                    "accelerator": "cpu"}
+        results.append(pate_command(**settings, num_queries=12, mechanism="gnmax", sigma=0.1, seed=1))
+        diagnostics.append(read_diagnostics(settings)["runs"][-1])
+        report = read_report(settings)
+        for entry in report["runs"]:
+            check_publishable(entry)  # only allow-listed keys
+    assert results[0]["answered_label_counts"] == results[1]["answered_label_counts"] == [0, 0, 0, 12] + [0] * 6
+    # the un-noised figures differ ...
+    assert diagnostics[0]["epsilon_data_dependent"] != diagnostics[1]["epsilon_data_dependent"]
+    # ... yet the reports are identical, but for the one noisy release draw
+    assert _comparable(results[0]) == _comparable(results[1])
+
+
+def test_the_report_allow_list_rejects_un_noised_fields():
+    run = {"query_source": "mnist_test", "privacy": {"epsilon_data_independent": 1.0}}
+    assert check_publishable(run) is run
+    for leak in ({"plurality_accuracy": 0.9}, {"generator_label_agreement": 0.9}):
+        with pytest.raises(ValueError, match="allow-list"):
+            check_publishable({**run, **leak})
+    for leak in ("epsilon_data_dependent", "smooth_sensitivity", "epsilon_data_dependent_with_release"):
+        with pytest.raises(ValueError, match=leak):
+            check_publishable({**run, "privacy": {leak: 1.0}})
+    with pytest.raises(ValueError, match="noise_std"):
+        check_publishable({**run, "privacy": {"release": {"order": 16.0, "noise_std": 0.1}}})
+
+
+def test_synthetic_queries_take_their_scope_from_the_combined_metadata(run, tmp_path):
+    synthetic = tmp_path / "run" / "synthetic"
+    write_combined(synthetic, random_images(6), labels=[3] * 6)
+    orders = list(DEFAULT_ORDERS)
+    stages = [contract_entry(stage="generator", name="public", reads_private_data=False, dp=False, note="font prior"),
+              contract_entry(stage="generator", name="dp_hybrid", reads_private_data=True, dp=True,
+                             rdp=[0.01 * order for order in orders]),
+              contract_entry(stage="selection", name="pate", reads_private_data=False, dp=False)]
+    (synthetic / "combined_metadata.json").write_text(json.dumps({"name": "combined", "privacy": {"stages": stages}}))
+    result = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0)
+    privacy = result["privacy"]
+    assert privacy["privacy_scope"] == "end_to_end" and privacy["unbounded_by"] == []
+    assert privacy["epsilon_end_to_end"] > privacy["epsilon_labels"] > privacy["epsilon_data_independent"]
+    assert [entry["name"] for entry in privacy["ledger"]] == [
+        "public", "dp_hybrid", "pate", "gnmax(sigma=1)", "smooth_sensitivity_release"]
+
+    stages[1] = contract_entry(stage="generator", name="per_teacher", reads_private_data=True, dp=False)
+    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}}))
+    result = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0)
+    assert result["privacy"]["privacy_scope"] == "labels_only_queries_not_private"
+    assert result["privacy"]["epsilon_end_to_end"] is None
+    assert result["privacy"]["unbounded_by"] == ["generator:per_teacher"]
+
+
+def test_malformed_privacy_record_fails_before_any_output(run, tmp_path):
+    synthetic = tmp_path / "run" / "synthetic"
+    write_combined(synthetic, random_images(4))
+    bad = {"privacy": {"stages": [{"stage": "generator", "name": "vae", "reads_private_data": True, "dp": True}]}}
+    (synthetic / "combined_metadata.json").write_text(json.dumps(bad))
+    with pytest.raises(PateError, match=r"combined_metadata.json: privacy.stages: .*no rdp"):
+        pate_command(**run, query_source="synthetic", mechanism="gnmax", sigma=1.0)
+    assert not (tmp_path / "run" / "pate").exists()
+
+
+def test_run_report_prints_scope_and_seeded_runs_as_not_private(run):
+    pate_command(**run, num_queries=5, mechanism="gnmax", sigma=0.1, seed=3)
+    lines = pate_lines(REPO / run["run_dir"])
+    assert len(lines) == 1 and "scope=labels" in lines[0] and "NOT PRIVATE" in lines[0]
+    assert "conversion=balle2020" in lines[0] and "eps(released)=" in lines[0]
 
 
 def test_no_answered_query_still_reports(run):

@@ -177,3 +177,22 @@ def test_pate_2018_regime_strong_consensus():
 def test_bad_input_raises(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_balle2020_conversion_equals_dp_accounting_on_random_curves(seed):
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
+    rng = np.random.default_rng(seed)
+    orders = np.sort(rng.uniform(1.001, 300, size=40))
+    rdp = rng.exponential(scale=10.0 ** rng.uniform(-6, 1), size=40)  # tiny curves reach the KL case
+    for delta in (1e-5, 1e-2):
+        ours = analysis.rdp_to_dp(orders, rdp, delta)
+        reference = compute_epsilon(list(orders), list(rdp), delta)
+        assert ours[0] == pytest.approx(reference[0], rel=1e-12, abs=1e-15)
+        assert ours[0] <= analysis.rdp_to_dp(orders, rdp, delta, "classic")[0]
+
+
+def test_conversion_skips_infinite_orders():
+    eps, order = analysis.rdp_to_dp([2.0, 8.0, 32.0], [0.01, 0.1, math.inf], 1e-5)
+    assert math.isfinite(eps) and order == 8.0
