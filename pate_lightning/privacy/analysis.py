@@ -30,7 +30,8 @@ DEFAULT_ORDERS: tuple[float, ...] = tuple(
 # The RDP -> (eps, delta) conversions; the first is the default and every report names the one it used.
 CONVERSIONS = ("balle2020", "classic")
 CONVERSION_REFERENCES = {
-    "balle2020": "Balle et al. 2020 (arXiv:1905.09982, Thm. 21), as dp-accounting's RdpAccountant",
+    "balle2020": "Balle et al. 2020 (arXiv:1905.09982, Thm. 21; Canonne et al. arXiv:2004.00010, Prop. 12), "
+                 "as dp-accounting's RdpAccountant",
     "classic": "Mironov 2017 (arXiv:1702.07476, Prop. 3)",
 }
 
