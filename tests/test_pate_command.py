@@ -8,7 +8,7 @@ from pate_lightning.cli import cli_main
 from pate_lightning.errors import PateError
 from pate_lightning.pate.command import StudentSettings, pate_command
 from pate_lightning.pate.publish import check_publishable
-from pate_lightning.privacy import DEFAULT_ORDERS, contract_entry
+from pate_lightning.privacy import DEFAULT_ORDERS, ReleaseSettings, contract_entry
 from pate_lightning.run_report import pate_lines
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
@@ -193,6 +193,18 @@ def test_run_report_prints_scope_and_seeded_runs_as_not_private(run):
     assert "conversion=balle2020" in lines[0] and "eps(released)=" in lines[0]
 
 
+def test_runs_from_before_the_split_move_to_the_diagnostics(run):
+    pate_dir = REPO / run["run_dir"] / "pate"
+    pate_dir.mkdir(parents=True)
+    old = {"query_source": "mnist_test", "mechanism_description": "gnmax(sigma=40)", "queries_asked": 5000,
+           "num_teachers": 250, "plurality_accuracy": 0.97, "privacy": {"epsilon_data_dependent": 3.86}}
+    (pate_dir / "report.json").write_text(json.dumps({"runs": [old]}))
+    pate_command(**run, num_queries=5, mechanism="gnmax", sigma=0.1, seed=3)
+    assert [r["queries_asked"] for r in read_report(run)["runs"]] == [5]
+    legacy = [r for r in read_diagnostics(run)["runs"] if r.get("legacy")]
+    assert legacy == [{**old, "legacy": True, "not_for_release": True}]
+
+
 def test_no_answered_query_still_reports(run):
     result = pate_command(**run, num_queries=5, mechanism="confident_gnmax", threshold=3.0, sigma1=0.01, sigma2=1.0)
     assert result["queries_answered"] == 0 and result["student"] is None  # max vote 2 never reaches T = 3
@@ -211,6 +223,9 @@ def test_no_answered_query_still_reports(run):
         ({"query_source": "synthetic"}, PateError, "combined_samples.pt: synthetic samples not found"),
         ({"student": StudentSettings(val_fraction=1.0)}, ValueError, "student.val_fraction"),
         ({"normalization": "imagenet"}, ValueError, "unknown normalization 'imagenet'"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative int, or null"),
+        ({"conversion": "tight"}, ValueError, "unknown conversion 'tight'"),
+        ({"release": ReleaseSettings(order=16.0, beta=0.1)}, ValueError, r"release.beta must lie"),
     ],
 )
 def test_bad_settings_fail_before_any_output(run, settings, error, message):

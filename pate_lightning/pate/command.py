@@ -165,6 +165,7 @@ def pate_command(
     check_conversion(conversion)
     release.resolved()
     student.check()
+    noise = noise_source(seed)
     if query_source not in QUERY_SOURCES:
         raise ValueError(f"unknown query_source {query_source!r}; choose one of {QUERY_SOURCES}")
     if num_queries is not None and (isinstance(num_queries, bool) or num_queries < 1):
@@ -181,7 +182,6 @@ def pate_command(
     samples = Path(synthetic_samples) if synthetic_samples else layout.synthetic_dir(root) / "combined_samples.pt"
     queries = load_queries(query_source, data_dir, samples)
     stages = read_privacy_stages(samples) if query_source == "synthetic" else None
-    noise = noise_source(seed)
     # the query subset and the student's initialisation are not privacy noise: a fresh seed is recorded for them
     sampling_seed = seed if seed is not None else secrets.randbits(31)
     asked = select_queries(queries, num_queries, sampling_seed)  # (Q,)

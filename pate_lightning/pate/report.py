@@ -70,7 +70,6 @@ def merge_reports(
     legacy = [{**r, "legacy": True, "not_for_release": True} for r in earlier if not _publishable(r)]
     runs = [r for r in earlier if _publishable(r)] + [run]
     kept = [r for r in _earlier_runs(diagnostics_path) if not _same_run(r, run)]
-    kept = [r for r in kept if not any(_same_run(r, old) and r.get("legacy") for old in legacy)]
     report = {"note": REPORT_NOTE, "anchors": ANCHORS, "runs": runs}
     return report, {"note": DIAGNOSTIC_NOTE, "not_for_release": True, "runs": kept + legacy + [diagnostics]}
 
