@@ -78,3 +78,8 @@ def votes_file(run_dir: Path, query_source: str) -> Path:
 
 def pate_report_file(run_dir: Path) -> Path:
     return pate_dir(run_dir) / "report.json"
+
+
+def pate_diagnostics_file(run_dir: Path) -> Path:
+    """Values from the un-noised votes: never published (see pate/publish.py)."""
+    return pate_dir(run_dir) / "diagnostics.json"

@@ -184,15 +184,18 @@ def pate_lines(run_dir: Path) -> list[str]:
     for run in runs:
         privacy = run.get("privacy") or {}
         student = run.get("student") or {}
+        end_to_end = privacy.get("epsilon_end_to_end")
         lines.append(
             f"PATE  source={run.get('query_source')}  mechanism={run.get('mechanism')}  "
             f"teachers={run.get('num_teachers')}  queries={run.get('queries_asked')}  answered={run.get('queries_answered')}  "
+            f"scope={privacy.get('privacy_scope', '-')}  "
             f"eps(data-indep.)={_fmt(privacy.get('epsilon_data_independent'), 2)}  "
-            f"eps(data-dep.)={_fmt(privacy.get('epsilon_data_dependent'), 2)}  "
-            + (f"eps(data-dep.+release)={_fmt(privacy.get('epsilon_data_dependent_with_release'), 2)}  "
-               f"eps(released)={_fmt(privacy.get('epsilon_data_dependent_released'), 2)}  "
-               if privacy.get("data_dependent_released") else "(data-dep. not released)  ") +
-            f"student accuracy={_fmt(student.get('test_accuracy'), 4)}"
+            + (f"eps(released)={_fmt(privacy.get('epsilon_data_dependent_released'), 2)}  "
+               if privacy.get("data_dependent_released") else "(data-dep. not released)  ")
+            + f"eps(end-to-end)={'unbounded' if end_to_end is None else _fmt(end_to_end, 2)}  "
+            f"delta={privacy.get('delta')} conversion={privacy.get('conversion', '-')}  "
+            + ("NOT PRIVATE (seeded noise)  " if privacy.get("private") is False else "")
+            + f"student accuracy={_fmt(student.get('test_accuracy'), 4)}"
         )
     return lines
 

@@ -1,6 +1,7 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -169,20 +170,30 @@ def test_aggregation_is_seeded_and_confident_gnmax_declines_split_votes():
         aggregate(unanimous_votes(2), Mechanism("lnmax"), torch.Generator(), num_teachers=100)
 
 
-def test_accounting_reports_both_epsilons():
+def test_accounting_splits_publishable_values_from_diagnostics():
     votes = unanimous_votes(100)
-    privacy = account(votes, torch.ones(100, dtype=torch.bool), Mechanism("lnmax", gamma=0.05), delta=1e-5)
+    rng = np.random.default_rng(0)
+    lnmax_run = account(votes, torch.ones(100, dtype=torch.bool), Mechanism("lnmax", gamma=0.05), 1e-5, rng)
+    privacy, diagnostics = lnmax_run.public, lnmax_run.diagnostics
     assert privacy["num_queries"] == 100 and privacy["delta"] == 1e-5 and privacy["accountant"] == "RDP"
-    # 100 LNMax queries at gamma 0.05 with unanimous teachers: a small data-dependent, ~5.3 data-independent epsilon
-    assert privacy["epsilon_data_dependent"] < 0.5 < 5 < privacy["epsilon_data_independent"] < 6
+    # 100 LNMax queries at gamma 0.05 with unanimous teachers: a small data-dependent, ~5 data-independent epsilon
+    assert diagnostics["epsilon_data_dependent"] < 0.5 < 4 < privacy["epsilon_data_independent"] < 6
     assert privacy["data_dependent_released"] is False and "not itself privately released" in privacy["note"]
-    assert privacy["smooth_sensitivity"] is None and privacy["epsilon_data_dependent_released"] is None
+    assert privacy["release"] is None and privacy["epsilon_data_dependent_released"] is None
+    assert [step["name"] for step in lnmax_run.ledger_steps] == ["lnmax(gamma=0.05)"]
     answered = torch.tensor([True] * 60 + [False] * 40)
-    cgn = account(votes, answered, Mechanism(), delta=1e-5)
-    assert cgn["num_queries"] == 100 and cgn["num_answered"] == 60
-    assert cgn["data_dependent_released"] is True and "smooth sensitivity" in cgn["note"]
-    assert cgn["epsilon_data_dependent_with_release"] >= cgn["epsilon_data_dependent"]
-    assert cgn["smooth_sensitivity"]["order"] == cgn["order_data_dependent"]
-    assert account(votes, answered, Mechanism(), delta=1e-5, seed=3) == account(votes, answered, Mechanism(), 1e-5, seed=3)
+    cgn = account(votes, answered, Mechanism(), 1e-5, rng)
+    assert cgn.public["num_queries"] == 100 and cgn.public["num_answered"] == 60
+    assert cgn.public["data_dependent_released"] is True and "smooth sensitivity" in cgn.public["note"]
+    # a priori every asked query pays GNMax too; the realised count is smaller and only labelled beside it
+    assert cgn.public["epsilon_data_independent_answered_only"] < cgn.public["epsilon_data_independent"]
+    assert cgn.diagnostics["release_fixed"]["epsilon"] >= cgn.diagnostics["epsilon_data_dependent"]
+    assert cgn.diagnostics["release_data_chosen"]["parameters_fixed"] is False
+    assert set(cgn.public["release"]) == {"order", "beta", "sigma_ss", "rdp_release", "delta", "conversion"}
+    assert [step["name"] for step in cgn.ledger_steps][1] == "smooth_sensitivity_release"
+    again = account(votes, answered, Mechanism(), 1e-5, np.random.default_rng(3))
+    assert again.public == account(votes, answered, Mechanism(), 1e-5, np.random.default_rng(3)).public
     with pytest.raises(ValueError, match="delta must lie"):
-        account(votes, answered, Mechanism(), delta=1.5)
+        account(votes, answered, Mechanism(), 1.5, rng)
+    with pytest.raises(ValueError, match="unknown conversion"):
+        account(votes, answered, Mechanism(), 1e-5, rng, conversion="tight")

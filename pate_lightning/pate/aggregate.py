@@ -14,15 +14,21 @@ import numpy as np
 import torch
 
 from pate_lightning.privacy import (
+    CONVERSION_REFERENCES,
+    CONVERSIONS,
     MECHANISMS,
+    NOT_RELEASED,
     RELEASED,
     RELEASED_MECHANISMS,
     UNANSWERED,
     RDPAccountant,
+    ReleaseSettings,
     confident_gnmax,
+    fixed_release,
     gnmax,
     lnmax,
     release_data_dependent_epsilon,
+    release_rdp_curve,
 )
 
 PARAMETERS = {"lnmax": ("gamma",), "gnmax": ("sigma",), "confident_gnmax": ("threshold", "sigma1", "sigma2")}
@@ -31,6 +37,12 @@ PARAMETERS = {"lnmax": ("gamma",), "gnmax": ("sigma",), "confident_gnmax": ("thr
 def _positive(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def check_conversion(conversion: str) -> str:
+    if conversion not in CONVERSIONS:
+        raise ValueError(f"unknown conversion {conversion!r}; choose one of {CONVERSIONS} (balle2020: the tighter, default)")
+    return conversion
 
 
 def check_delta(delta: float) -> float:
@@ -99,34 +111,88 @@ def aggregate(
     return labels, torch.ones_like(labels, dtype=torch.bool)
 
 
-def account(
-    votes: torch.Tensor, answered: torch.Tensor, mechanism: Mechanism, delta: float, seed: int = 0
-) -> dict[str, Any]:
-    """RDP accounting of the queries asked: data-independent and data-dependent epsilon at ``delta``.
+ANSWERED_ONLY_NOTE = (
+    "epsilon_data_independent_answered_only charges GNMax(sigma2) on the answered queries only; using the realised "
+    "count needs a privacy-filter argument not made here, so the headline epsilon_data_independent charges every "
+    "query asked."
+)
+DATA_CHOSEN_NOTE = (
+    "The reference scripts' release: order and sigma_ss chosen from the votes, so the noise scale depends on the "
+    "data; not a valid Theorem 23 release, kept as a diagnostic."
+)
 
-    Confident-GNMax pays the threshold check on every query asked and GNMax only on answered ones. For GNMax
-    and Confident-GNMax the data-dependent epsilon is also released by smooth sensitivity: its bound with the
-    release cost, one noisy draw from ``numpy.random.default_rng(seed)`` and the release's parameters.
+
+@dataclass(frozen=True)
+class Accounting:
+    """One run's privacy accounting, split by what may be published.
+
+    Args:
+        public: publishable values (public parameters, counts, data-independent epsilons, the released draw).
+        diagnostics: values computed from the un-noised votes; never for release.
+        ledger_steps: PATE's own ledger entries (``PrivacyLedger.step`` keyword arguments): the votes' a-priori
+            curve and, where made, the release's Theorem 23 curve; both functions of public parameters.
     """
+
+    public: dict[str, Any]
+    diagnostics: dict[str, Any]
+    ledger_steps: list[dict[str, Any]]
+
+
+def account(
+    votes: torch.Tensor, answered: torch.Tensor, mechanism: Mechanism, delta: float, generator: np.random.Generator,
+    release: ReleaseSettings = ReleaseSettings(), conversion: str = "balle2020",
+) -> Accounting:
+    """RDP accounting of the queries asked, and (GNMax, Confident-GNMax) a Theorem 23 release of the data-dependent epsilon.
+
+    The headline data-independent epsilon is fixed before the run (every asked query pays in full); the
+    release is made at the fixed ``release`` settings with one draw from ``generator``.
+    """
+    check_delta(delta)
+    check_conversion(conversion)
+    fixed = release.resolved()
     accountant = RDPAccountant()
     extra = {"answered": answered} if mechanism.name == "confident_gnmax" else {}
     accountant.step(mechanism=mechanism.name, votes=votes, **mechanism.parameters, **extra)
-    privacy = {"accountant": "RDP", **accountant.get_epsilon(check_delta(delta))}
-    privacy.update(epsilon_data_dependent_with_release=None, epsilon_data_dependent_released=None, smooth_sensitivity=None)
+    epsilons = accountant.get_epsilon(delta, conversion)
+    public = {
+        "accountant": "RDP",
+        "delta": delta,
+        "conversion": conversion,
+        "conversion_reference": CONVERSION_REFERENCES[conversion],
+        "num_queries": epsilons["num_queries"],
+        "num_answered": epsilons["num_answered"],
+        "epsilon_data_independent": epsilons["epsilon_data_independent"],
+        "order_data_independent": epsilons["order_data_independent"],
+        "epsilon_data_independent_answered_only": epsilons["epsilon_data_independent_answered_only"],
+        "answered_only_note": ANSWERED_ONLY_NOTE,
+        "data_dependent_released": False,
+        "epsilon_data_dependent_released": None,
+        "release": None,
+        "note": NOT_RELEASED,
+    }
+    diagnostics = {
+        "epsilon_data_dependent": epsilons["epsilon_data_dependent"],
+        "order_data_dependent": epsilons["order_data_dependent"],
+        "release_fixed": None,
+        "release_data_chosen": None,
+    }
+    steps = [{"stage": "pate", "name": mechanism.describe(), "rdp": accountant.rdp_data_independent,
+              "note": "noisy votes, data-independent RDP, every asked query charged in full"}]
     if mechanism.name in RELEASED_MECHANISMS:
+        arrays = {k: v.detach().cpu().numpy() for k, v in extra.items()}
         votes_array = votes.detach().cpu().numpy()
-        release = release_data_dependent_epsilon(
-            votes_array, mechanism=mechanism.name, delta=delta, **mechanism.parameters,
-            **{k: v.detach().cpu().numpy() for k, v in extra.items()},
-        )
-        privacy.update(
-            epsilon_data_dependent_with_release=release.epsilon,
-            epsilon_data_dependent_released=release.draw(np.random.default_rng(seed)),
-            smooth_sensitivity={**release.as_dict(), "seed": seed},
-            data_dependent_released=True,
-            note=RELEASED,
-        )
-    return privacy
+        made = fixed_release(votes_array, mechanism=mechanism.name, delta=delta, settings=fixed, conversion=conversion,
+                             **mechanism.parameters, **arrays)
+        public.update(data_dependent_released=True, epsilon_data_dependent_released=made.draw(generator),
+                      release=made.public(), note=RELEASED)
+        chosen = release_data_dependent_epsilon(votes_array, mechanism=mechanism.name, delta=delta,
+                                                conversion=conversion, **mechanism.parameters, **arrays)
+        diagnostics.update(release_fixed=made.diagnostic(),
+                           release_data_chosen={**chosen.diagnostic(), "note": DATA_CHOSEN_NOTE})
+        steps.append({"stage": "pate", "name": "smooth_sensitivity_release",
+                      "rdp": release_rdp_curve(fixed.beta, fixed.sigma_ss, accountant.orders),
+                      "note": "Theorem 23 release of the data-dependent epsilon at fixed order, beta, sigma_ss"})
+    return Accounting(public, diagnostics, steps)
 
 
 def plurality(votes: torch.Tensor) -> torch.Tensor:
@@ -134,4 +200,5 @@ def plurality(votes: torch.Tensor) -> torch.Tensor:
     return votes.argmax(dim=1)
 
 
-__all__ = ["Mechanism", "PARAMETERS", "UNANSWERED", "account", "aggregate", "check_delta", "plurality"]
+__all__ = ["Accounting", "Mechanism", "PARAMETERS", "UNANSWERED", "account", "aggregate", "check_conversion",
+           "check_delta", "plurality"]

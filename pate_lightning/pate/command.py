@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,11 +15,13 @@ from lightning.pytorch import Trainer, seed_everything
 from pate_lightning import layout
 from pate_lightning.errors import PateError
 from pate_lightning.modules.student import ARCHITECTURES, StudentModule
-from pate_lightning.pate.aggregate import Mechanism, account, aggregate, check_delta, plurality
-from pate_lightning.pate.queries import QUERY_SOURCES, holdout_set, load_queries, select_queries
+from pate_lightning.pate.aggregate import Accounting, Mechanism, account, aggregate, check_conversion, check_delta, plurality
+from pate_lightning.pate.publish import diagnostics_entry, privacy_record, read_privacy_stages
+from pate_lightning.pate.queries import QUERY_SOURCES, QuerySet, holdout_set, load_queries, select_queries
 from pate_lightning.pate.report import format_table, write_report
 from pate_lightning.pate.student_data import StudentDataModule
 from pate_lightning.pate.voting import cached_votes, check_teachers, find_teachers
+from pate_lightning.privacy import NoiseSource, ReleaseSettings, end_to_end_privacy, noise_source
 from pate_lightning.teachers import NORMALIZATIONS
 
 log = logging.getLogger(__name__)
@@ -120,11 +123,13 @@ def pate_command(
     sigma1: float = 150.0,
     sigma2: float = 40.0,
     delta: float = 1e-5,
+    conversion: str = "balle2020",
+    release: ReleaseSettings = ReleaseSettings(),
     student: StudentSettings = StudentSettings(),
     teacher_chunk: int = 25,
     vote_batch_size: int = 128,
     accelerator: str = "auto",
-    seed: int = 42,
+    seed: Optional[int] = None,
 ) -> dict[str, Any]:
     """Label queries by noisy teacher votes, account their privacy, train a student, write pate/report.json.
 
@@ -144,17 +149,23 @@ def pate_command(
         sigma1: Confident-GNMax threshold-check noise std.
         sigma2: Confident-GNMax answer noise std.
         delta: the delta of the reported (epsilon, delta), in (0, 1).
+        conversion: RDP -> (epsilon, delta): balle2020 (Balle et al. 2020, as dp-accounting; default) or classic.
+        release: the smooth-sensitivity release's order, beta and sigma_ss, fixed before the votes (null: the rule).
         student: the student's training settings.
         teacher_chunk: teachers loaded at a time while voting (bounds memory).
         vote_batch_size: images per teacher forward pass while voting.
         accelerator: auto, cpu, gpu, cuda or mps (voting and student).
-        seed: seeds the mechanism's noise, the smooth-sensitivity release, the synthetic query subset and the student.
+        seed: null (default): privacy noise from OS entropy, recorded nowhere. An int seeds the noise, the release
+            draw, the synthetic query subset and the student: reproducible, and every report says NOT PRIVATE.
     """
     started = time.perf_counter()
     # every setting and input is checked before anything is written
     chosen = Mechanism(mechanism, gamma, sigma, threshold, sigma1, sigma2).check()
     check_delta(delta)
+    check_conversion(conversion)
+    release.resolved()
     student.check()
+    noise = noise_source(seed)
     if query_source not in QUERY_SOURCES:
         raise ValueError(f"unknown query_source {query_source!r}; choose one of {QUERY_SOURCES}")
     if num_queries is not None and (isinstance(num_queries, bool) or num_queries < 1):
@@ -170,40 +181,20 @@ def pate_command(
     chosen.check(num_teachers=len(ids))
     samples = Path(synthetic_samples) if synthetic_samples else layout.synthetic_dir(root) / "combined_samples.pt"
     queries = load_queries(query_source, data_dir, samples)
-    asked = select_queries(queries, num_queries, seed)  # (Q,)
+    stages = read_privacy_stages(samples) if query_source == "synthetic" else None
+    # the query subset and the student's initialisation are not privacy noise: a fresh seed is recorded for them
+    sampling_seed = seed if seed is not None else secrets.randbits(31)
+    asked = select_queries(queries, num_queries, sampling_seed)  # (Q,)
     test = holdout_set(data_dir)
 
     result = cached_votes(layout.votes_file(root, query_source), teachers_root, ids, queries.images, asked,
                           normalization, teacher_chunk, vote_batch_size, device)
     votes = result.votes  # (Q, 10)
-    labels, answered = aggregate(votes, chosen, torch.Generator().manual_seed(seed), len(ids))  # (Q,), (Q,)
-    privacy = account(votes, answered, chosen, delta, seed)
-
-    run: dict[str, Any] = {
-        "query_source": query_source,
-        "query_file": str(queries.path),
-        "mechanism": chosen.name,
-        "parameters": chosen.parameters,
-        "mechanism_description": chosen.describe(),
-        "seed": seed,
-        "num_teachers": len(ids),
-        "teacher_ids": ids,
-        "queries_available": len(queries),
-        "queries_asked": len(asked),
-        "queries_answered": int(answered.sum()),
-        "answered_label_counts": torch.bincount(labels[answered], minlength=NUM_CLASSES).tolist(),
-        "label_accuracy": None,
-        "plurality_accuracy": None,
-        "generator_label_agreement": None,
-        "privacy": privacy,
-    }
-    if queries.truth is not None:
-        truth = queries.truth[asked]
-        run["label_accuracy"] = _rate(labels[answered] == truth[answered])
-        run["plurality_accuracy"] = _rate(plurality(votes) == truth)
-    if queries.generator_labels is not None:
-        own = queries.generator_labels[asked]
-        run["generator_label_agreement"] = _rate(labels[answered] == own[answered])
+    labels, answered = aggregate(votes, chosen, noise.votes, len(ids))  # (Q,), (Q,)
+    accounting = account(votes, answered, chosen, delta, noise.release, release, conversion)
+    ledger = end_to_end_privacy(query_source, stages, accounting.ledger_steps, delta, conversion)
+    run = public_run(queries, asked, ids, chosen, labels, answered, noise, accounting, ledger, sampling_seed)
+    diagnostics = diagnostics_entry(run, accounting.diagnostics, *vote_diagnostics(queries, asked, votes, labels, answered))
     run["votes"] = {
         "file": str(layout.votes_file(root, query_source)),
         "rows_counted": result.computed,
@@ -214,11 +205,54 @@ def pate_command(
     }
     if answered.any():
         images = queries.images[asked][answered]
-        run["student"] = train_student(images, labels[answered], test, student, accelerator, seed, layout.pate_dir(root))
+        run["student"] = train_student(images, labels[answered], test, student, accelerator, sampling_seed,
+                                       layout.pate_dir(root))
     else:
         run["student"] = None
         log.warning("pate: no query was answered (lower threshold or ask more queries); no student trained")
     run["seconds"] = round(time.perf_counter() - started, 2)
-    report = write_report(layout.pate_report_file(root), run)
-    print(format_table(report))
+    report, kept = write_report(layout.pate_report_file(root), layout.pate_diagnostics_file(root), run, diagnostics)
+    print(format_table(report, kept))
     return run
+
+
+def public_run(
+    queries: QuerySet, asked: torch.Tensor, ids: list[int], chosen: Mechanism, labels: torch.Tensor,
+    answered: torch.Tensor, noise: NoiseSource, accounting: Accounting, ledger: dict[str, Any], sampling_seed: int,
+) -> dict[str, Any]:
+    """The report entry's publishable fields: settings, counts, noisy labels' statistics, the privacy block."""
+    run: dict[str, Any] = {
+        "query_source": queries.source,
+        "query_file": str(queries.path),
+        "mechanism": chosen.name,
+        "parameters": chosen.parameters,
+        "mechanism_description": chosen.describe(),
+        "sampling_seed": sampling_seed,
+        "num_teachers": len(ids),
+        "teacher_ids": ids,
+        "queries_available": len(queries),
+        "queries_asked": len(asked),
+        "queries_answered": int(answered.sum()),
+        "answered_label_counts": torch.bincount(labels[answered], minlength=NUM_CLASSES).tolist(),
+        # noisy (DP) labels against public truth: post-processing, publishable
+        "label_accuracy": None,
+        "privacy": privacy_record(noise.describe(), accounting.public, ledger),
+    }
+    if queries.truth is not None:
+        truth = queries.truth[asked]
+        run["label_accuracy"] = _rate(labels[answered] == truth[answered])
+    return run
+
+
+def vote_diagnostics(
+    queries: QuerySet, asked: torch.Tensor, votes: torch.Tensor, labels: torch.Tensor, answered: torch.Tensor
+) -> tuple[Optional[float], Optional[float]]:
+    """The plurality's accuracy (un-noised votes) and agreement with the generating teachers' own labels
+    (made by non-private classifiers): diagnostics, never released."""
+    plurality_accuracy = generator_agreement = None
+    if queries.truth is not None:
+        plurality_accuracy = _rate(plurality(votes) == queries.truth[asked])
+    if queries.generator_labels is not None:
+        own = queries.generator_labels[asked]
+        generator_agreement = _rate(labels[answered] == own[answered])
+    return plurality_accuracy, generator_agreement

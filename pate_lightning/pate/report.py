@@ -1,4 +1,4 @@
-"""``pate/report.json`` (one entry per query source and mechanism) and the table printed from it."""
+"""``pate/report.json`` and ``pate/diagnostics.json`` (one entry per setting) and the table printed from them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pate_lightning.io import write_json
-from pate_lightning.privacy import NOT_RELEASED, RELEASED
+from pate_lightning.pate.publish import DIAGNOSTIC_NOTE, check_publishable
+from pate_lightning.privacy import NOT_PRIVATE, NOT_RELEASED, RELEASED
 
 # Published MNIST results to compare against (delta 1e-5; both epsilons are data-dependent).
 ANCHORS = [
@@ -19,9 +20,13 @@ ANCHORS = [
      "student_accuracy": 0.992},
 ]
 REPORT_NOTE = (
-    "Epsilons come from Renyi-DP accounting of the queries asked (this replaces saferlearn's basic-composition "
-    "estimate). GNMax and Confident-GNMax: " + RELEASED + " LNMax: " + NOT_RELEASED
-    + " The papers' anchors are data-dependent epsilons too (the 2018 one includes its smooth-sensitivity cost)."
+    "Publishable values only; values computed from the un-noised votes are in diagnostics.json (not for release). "
+    "epsilon_data_independent: Renyi-DP of the noisy votes fixed before the run (every asked query charged in "
+    "full), converted to (epsilon, delta) by the named conversion. epsilon_labels adds the cost of releasing the "
+    "data-dependent epsilon; epsilon_end_to_end composes every stage that read private data (null where one is "
+    "not DP) and privacy_scope says what the epsilons cover. GNMax and Confident-GNMax: " + RELEASED
+    + " LNMax: " + NOT_RELEASED + " The papers' anchors are data-dependent epsilons (the 2018 one includes its "
+    "smooth-sensitivity cost)."
 )
 
 
@@ -34,23 +39,49 @@ def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(key) == b.get(key) for key in RUN_KEY)
 
 
-def merge_report(path: Path, run: dict[str, Any]) -> dict[str, Any]:
-    """The report at ``path`` with ``run`` added, replacing an earlier run of the same setting (``RUN_KEY``)."""
-    runs: list[dict[str, Any]] = []
-    if path.is_file():
-        try:
-            earlier = json.loads(path.read_text(encoding="utf-8"))
-            runs = [r for r in earlier.get("runs", []) if isinstance(r, dict)]
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            runs = []  # a report is derived data: start afresh rather than fail
-    runs = [r for r in runs if not _same_run(r, run)] + [run]
-    return {"note": REPORT_NOTE, "anchors": ANCHORS, "runs": runs}
+def _earlier_runs(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        return [r for r in earlier.get("runs", []) if isinstance(r, dict)]
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return []  # a report is derived data: start afresh rather than fail
 
 
-def write_report(path: Path, run: dict[str, Any]) -> dict[str, Any]:
-    report = merge_report(path, run)
-    write_json(path, report)
-    return report
+def _publishable(run: dict[str, Any]) -> bool:
+    try:
+        check_publishable(run)
+        return True
+    except ValueError:
+        return False
+
+
+def merge_reports(
+    report_path: Path, diagnostics_path: Path, run: dict[str, Any], diagnostics: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both files with ``run`` added, replacing an earlier run of the same setting (``RUN_KEY``).
+
+    Earlier report entries that fail the allow-list (runs from before the report/diagnostics split, which
+    held un-noised values) move to the diagnostics whole, marked ``legacy``.
+    """
+    check_publishable(run)
+    earlier = [r for r in _earlier_runs(report_path) if not _same_run(r, run)]
+    legacy = [{**r, "legacy": True, "not_for_release": True} for r in earlier if not _publishable(r)]
+    runs = [r for r in earlier if _publishable(r)] + [run]
+    kept = [r for r in _earlier_runs(diagnostics_path) if not _same_run(r, run)]
+    report = {"note": REPORT_NOTE, "anchors": ANCHORS, "runs": runs}
+    return report, {"note": DIAGNOSTIC_NOTE, "not_for_release": True, "runs": kept + legacy + [diagnostics]}
+
+
+def write_report(
+    report_path: Path, diagnostics_path: Path, run: dict[str, Any], diagnostics: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write the diagnostics, then the report (each atomically); return both."""
+    report, kept = merge_reports(report_path, diagnostics_path, run, diagnostics)
+    write_json(diagnostics_path, kept)
+    write_json(report_path, report)
+    return report, kept
 
 
 def _number(value: Optional[float], digits: int = 3) -> str:
@@ -61,56 +92,80 @@ def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-COLUMNS = ("query source", "mechanism", "teachers", "asked", "answered", "label acc", "agreement",
-           "eps (data-indep.)", "eps (data-dep.*)", "eps (+release)", "eps (released)", "student acc")
+DIAGNOSTIC = "[diag]"  # marks columns read from diagnostics.json: computed from un-noised votes, not for release
+COLUMNS = ("query source", "mechanism", "teachers", "asked", "answered", "label acc", "eps data-indep.",
+           "eps answered-only+", "eps released", "eps labels", "eps end-to-end", "scope", "noise", "student acc",
+           f"{DIAGNOSTIC} eps data-dep.", f"{DIAGNOSTIC} plurality acc", f"{DIAGNOSTIC} agreement")
 
 
-def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+def _end_to_end(privacy: dict[str, Any]) -> str:
+    if "privacy_scope" not in privacy:
+        return "-"
+    return "unbounded" if privacy.get("epsilon_end_to_end") is None else _number(privacy["epsilon_end_to_end"], 2)
+
+
+def _noise(privacy: dict[str, Any]) -> str:
+    if "private" not in privacy:
+        return "unknown"
+    return "OS entropy" if privacy["private"] else NOT_PRIVATE
+
+
+def table_rows(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] = None) -> list[tuple[str, ...]]:
     rows = []
+    diagnostic_runs = [d for d in (diagnostics or {}).get("runs", []) if not d.get("legacy")]
     for run in report["runs"]:
         privacy, student = run["privacy"], run.get("student") or {}
+        diag = next((d for d in reversed(diagnostic_runs) if _same_run(d, run)), {})
         rows.append((
             run["query_source"], run["mechanism_description"], str(run["num_teachers"]), str(run["queries_asked"]),
             str(run["queries_answered"]), _percent(run.get("label_accuracy")),
-            _percent(run.get("generator_label_agreement")), _number(privacy["epsilon_data_independent"], 2),
-            _number(privacy["epsilon_data_dependent"], 2), _number(privacy.get("epsilon_data_dependent_with_release"), 2),
-            _number(privacy.get("epsilon_data_dependent_released"), 2), _percent(student.get("test_accuracy")),
+            _number(privacy.get("epsilon_data_independent"), 2),
+            _number(privacy.get("epsilon_data_independent_answered_only"), 2),
+            _number(privacy.get("epsilon_data_dependent_released"), 2), _number(privacy.get("epsilon_labels"), 2),
+            _end_to_end(privacy), privacy.get("privacy_scope", "-"), _noise(privacy),
+            _percent(student.get("test_accuracy")), _number(diag.get("epsilon_data_dependent"), 2),
+            _percent(diag.get("plurality_accuracy")), _percent(diag.get("generator_label_agreement")),
         ))
     for anchor in report["anchors"]:
         answered = anchor["queries_answered"]
         rows.append((
-            f"[{anchor['name']}]", anchor["mechanism"], "-" if answered is None else "250", "-", "-" if answered is None else str(answered), "-", "-",
-            "-", _number(anchor["epsilon"], 2), "-", "-", _percent(anchor["student_accuracy"]),
+            f"[{anchor['name']}]", anchor["mechanism"], "-" if answered is None else "250", "-",
+            "-" if answered is None else str(answered), "-", "-", "-", _number(anchor["epsilon"], 2), "-", "-",
+            "-" if answered is None else "labels", "-", _percent(anchor["student_accuracy"]), "-", "-", "-",
         ))
     return rows
 
 
 def release_line(run: dict[str, Any]) -> str:
     """How one run's data-dependent epsilon was (or was not) released."""
-    release = run["privacy"].get("smooth_sensitivity")
+    release = run["privacy"].get("release")
     if not release:
         why = ("no smooth sensitivity for LNMax" if run.get("mechanism") == "lnmax"
-               else "this run predates the release; rerun it (votes are cached) to release it")
+               else "this run predates the fixed-parameter release; rerun it (votes are cached)")
         return f"  {run['mechanism_description']}: data-dependent epsilon not privately released ({why})"
-    sigma_ss = "-" if release["sigma_ss"] is None else f"{release['sigma_ss']:.3g}"
-    return (f"  {run['mechanism_description']}: released via smooth sensitivity at order {release['order']:g}, "
-            f"beta {release['beta']:.4g}, SS {release['smooth_sensitivity']:.3g}, sigma_ss {sigma_ss}, "
-            f"noise std {release['noise_std']:.3g} (seed {release['seed']})")
+    return (f"  {run['mechanism_description']}: released by smooth sensitivity (Theorem 23) at fixed order "
+            f"{release['order']:g}, beta {release['beta']:.4g}, sigma_ss {release['sigma_ss']:.4g}; the release "
+            f"costs RDP {release['rdp_release']:.4g} at that order, composed into eps labels")
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """The runs, then the published anchors in brackets, then what the starred columns mean."""
-    rows = [COLUMNS, *table_rows(report)]
+def format_table(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] = None) -> str:
+    """The runs, then the published anchors in brackets, then what the columns mean."""
+    rows = [COLUMNS, *table_rows(report, diagnostics)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    delta = report["runs"][-1]["privacy"]["delta"] if report["runs"] else 1e-5
+    last = report["runs"][-1]["privacy"] if report["runs"] else {}
     lines += [
-        f"epsilon at delta {delta:g}; label acc: answered labels vs. the truth (mnist_test); agreement: answered "
-        "labels vs. the generating teacher's own label (synthetic).",
-        "* data-dependent epsilon; +release: with the cost of releasing it by smooth sensitivity (Papernot et al. "
-        "2018, Sec. 4.2); released: one noisy draw of that, the private figure (GNMax and Confident-GNMax only; "
-        "LNMax's data-dependent epsilon is not released). The anchors' epsilons are data-dependent.",
+        f"epsilon at delta {last.get('delta', 1e-5):g}, conversion {last.get('conversion', '-')} "
+        f"({last.get('conversion_reference', '-')}); label acc: answered labels vs. the public truth (mnist_test).",
+        "eps data-indep.: the noisy votes' RDP fixed before the run (every asked query charged). + answered-only: "
+        "GNMax charged on answered queries only (needs a privacy-filter argument not made here; not a headline). "
+        "eps released: one noisy draw of the data-dependent epsilon (the private figure); eps labels: votes + the "
+        "release's cost; eps end-to-end: every stage that read private data (unbounded if one is not DP). "
+        "The anchors' epsilons are the papers' data-dependent ones.",
+        f"{DIAGNOSTIC} columns come from pate/diagnostics.json: computed from the un-noised votes, NOT FOR RELEASE.",
         *(release_line(run) for run in report["runs"]),
+        *(f"  {run['mechanism_description']}: {NOT_PRIVATE} ({run['privacy']['noise_seed_note']})"
+          for run in report["runs"] if run["privacy"].get("private") is False),
     ]
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 References: Papernot et al. 2017 (arXiv:1610.05755, LNMax), Papernot et al. 2018 (arXiv:1802.08908,
 GNMax and Confident-GNMax; reference code ``research/pate_2018/core.py`` of tensorflow/privacy),
-Mironov 2017 (RDP), Bun & Steinke 2016 (zCDP), Balle et al. 2020 (RDP -> DP conversion).
+Mironov 2017 (RDP), Bun & Steinke 2016 (zCDP), Balle et al. 2020 (RDP -> DP conversion, the default).
 
 Neighbouring datasets differ in one teacher's vote on each query, so one teacher moves one count
 down by 1 and another up by 1. Every curve is returned as an array over ``orders`` (lambda > 1).
@@ -27,7 +27,13 @@ DEFAULT_ORDERS: tuple[float, ...] = tuple(
     + [float(order) for order in range(5, 65)]
     + [80.0, 96.0, 128.0, 160.0, 192.0, 256.0, 384.0, 512.0, 768.0, 1024.0]
 )
-CONVERSIONS = ("standard", "balle2020")
+# The RDP -> (eps, delta) conversions; the first is the default and every report names the one it used.
+CONVERSIONS = ("balle2020", "classic")
+CONVERSION_REFERENCES = {
+    "balle2020": "Balle et al. 2020 (arXiv:1905.09982, Thm. 21; Canonne et al. arXiv:2004.00010, Prop. 12), "
+                 "as dp-accounting's RdpAccountant",
+    "classic": "Mironov 2017 (arXiv:1702.07476, Prop. 3)",
+}
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -241,16 +247,21 @@ def rdp_threshold_data_dependent(logpr_answered: float, sigma1: float, orders: A
     return rdp_gnmax_data_dependent(logq, math.sqrt(2) * _check_positive("sigma1", sigma1), orders)
 
 
-def rdp_to_dp(orders: ArrayLike, rdp: ArrayLike, delta: float, conversion: str = "standard") -> tuple[float, float]:
+def rdp_to_dp(orders: ArrayLike, rdp: ArrayLike, delta: float, conversion: str = "balle2020") -> tuple[float, float]:
     """Convert an RDP curve to (eps, delta)-DP; returns ``(eps, best_order)``.
 
-    ``"standard"`` (used in reports; Mironov 2017, Prop. 3): eps = min rdp + log(1/delta) / (lambda - 1).
-    ``"balle2020"`` (Balle et al. 2020, Thm. 21; what dp_accounting's RdpAccountant uses):
-    eps = min rdp + log((lambda - 1) / lambda) - (log delta + log lambda) / (lambda - 1), floored at 0.
+    ``"balle2020"`` (the default; Balle et al. 2020, Thm. 21, exactly as dp-accounting's
+    ``rdp_privacy_accountant.compute_epsilon``): eps = rdp + log((lambda - 1) / lambda)
+    - (log delta + log lambda) / (lambda - 1), and 0 where the KL bound delta >= sqrt(1 - e^-rdp) already holds;
+    orders <= 1.01 are skipped (unstable) and the result is floored at 0.
+    ``"classic"`` (Mironov 2017, Prop. 3): eps = rdp + log(1/delta) / (lambda - 1).
+    Infinite RDP at an order (a bound that does not hold there) is allowed; that order is never chosen.
 
-    >>> eps, order = rdp_to_dp([2, 11, 101], [0.02, 0.1, 2.0], delta=1e-5)
+    >>> eps, order = rdp_to_dp([2, 11, 101], [0.02, 0.1, 2.0], delta=1e-5, conversion="classic")
     >>> round(eps, 4), order  # 0.1 + log(1e5) / 10
     (1.2513, 11.0)
+    >>> rdp_to_dp([2, 11, 101], [0.02, 0.1, 2.0], delta=1e-5)[0] < eps  # the improved conversion is tighter
+    True
     """
     orders = _check_orders(orders)
     rdp = np.atleast_1d(np.asarray(rdp, dtype=float))
@@ -258,11 +269,14 @@ def rdp_to_dp(orders: ArrayLike, rdp: ArrayLike, delta: float, conversion: str =
         raise ValueError(f"rdp must be non-negative with one value per order ({orders.size}), got {rdp!r}")
     if not (isinstance(delta, (float, int, np.floating)) and 0 < delta < 1):
         raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
-    if conversion == "standard":
-        eps = rdp + math.log(1 / delta) / (orders - 1)
-    elif conversion == "balle2020":
-        eps = np.maximum(0.0, rdp + np.log1p(-1 / orders) - (math.log(delta) + np.log(orders)) / (orders - 1))
-    else:
-        raise ValueError(f"conversion must be one of {CONVERSIONS}, got {conversion!r}")
+    with np.errstate(invalid="ignore"):  # inf - inf does not arise: orders are finite
+        if conversion == "classic":
+            eps = rdp + math.log(1 / delta) / (orders - 1)
+        elif conversion == "balle2020":
+            eps = rdp + np.log1p(-1 / orders) - (math.log(delta) + np.log(orders)) / (orders - 1)
+            eps = np.where(orders > 1.01, eps, math.inf)
+            eps = np.where(delta**2 + np.expm1(-rdp) > 0, 0.0, eps)  # the KL bound already gives delta
+        else:
+            raise ValueError(f"conversion must be one of {CONVERSIONS}, got {conversion!r}")
     best = int(np.argmin(eps))
-    return float(eps[best]), float(orders[best])
+    return max(0.0, float(eps[best])), float(orders[best])

@@ -1,10 +1,15 @@
 """Release of the data-dependent epsilon of GNMax / Confident-GNMax by smooth sensitivity (2018, Section 4.2).
 
-Follows tensorflow/privacy ``research/pate_2018/ICLR2018/smooth_sensitivity_table.py`` and
-``rdp_cumulative.py``: pick the order lambda that minimises the plain data-dependent epsilon, take
-beta = 0.49 / lambda (inside Theorem 23's range lambda < 1 / (2 beta)), sum the per-query local
-sensitivities at lambda, and add SS * N(0, sigma_ss^2) to the data-dependent RDP at lambda with
-sigma_ss = (lambda e^(2 beta) / SS)^(1/3). The epsilon bound then includes Theorem 23's release cost.
+Theorem 23 (Papernot et al. 2018) holds for an order lambda, a smoothing beta and a noise multiplier
+sigma_ss fixed before the data is seen: releasing f(D) + SS_beta(D) * N(0, sigma_ss^2), with f the
+data-dependent RDP at lambda, then costs ``rdp_smooth_sensitivity_gaussian(beta, sigma_ss, .)`` at every
+order below 1 / (2 beta), whatever the votes. ``fixed_release`` is that release, with ``ReleaseSettings``
+defaulting by a data-independent rule (see ``ReleaseSettings``).
+
+``release_data_dependent_epsilon`` keeps the reference scripts' variant (tensorflow/privacy
+``research/pate_2018/ICLR2018/smooth_sensitivity_table.py``, ``rdp_cumulative.py``): lambda minimises the
+plain data-dependent epsilon and sigma_ss = (lambda e^(2 beta) / SS)^(1/3), so the noise scale itself
+depends on the votes. That is not a Theorem 23 release; it survives only as a diagnostic.
 
 Two differences from the reference scripts, both conservative or exact: they weight each GNMax step by
 Pr[answered] (an expected cost), while this charges the answered queries, as ``RDPAccountant`` does; and
@@ -14,6 +19,7 @@ ball of radius d (a single query's smooth sensitivity does not change).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
@@ -25,29 +31,98 @@ from pate_lightning.privacy.accountant import RDPAccountant, _query_arrays
 from pate_lightning.privacy.analysis import ArrayLike
 
 BETA_FRACTION = 0.49  # beta = 0.49 / order, as rdp_cumulative.py; Theorem 23 needs beta < 0.5 / order
+DEFAULT_RELEASE_ORDER = 16.0
 RELEASED_MECHANISMS = ("gnmax", "confident_gnmax")
 RELEASED = (
-    "The data-dependent epsilon is released with smooth sensitivity (Papernot et al. 2018, Section 4.2): "
-    "the data-dependent RDP at one order plus Gaussian noise scaled by its beta-smooth sensitivity. "
-    "epsilon_data_dependent_with_release adds the release's own cost (Theorem 23) and is what the paper reports; "
-    "epsilon_data_dependent_released is one noisy draw, the differentially private figure."
+    "The data-dependent epsilon is released with smooth sensitivity (Papernot et al. 2018, Section 4.2, "
+    "Theorem 23) at an order, beta and sigma_ss fixed before the votes are seen: the data-dependent RDP at that "
+    "order plus Gaussian noise of std SS * sigma_ss, SS its beta-smooth sensitivity. "
+    "epsilon_data_dependent_released is one noisy draw plus the release's own cost, the private figure; "
+    "the release's RDP cost (a function of the public parameters only) is composed into the total epsilon."
 )
+
+
+def balanced_sigma(order: float, beta: float) -> float:
+    """sigma_ss making Theorem 23's two terms equal: order e^(2 beta) / sigma^2 = (beta order - log(1 - 2 order beta) / 2) / (order - 1).
+
+    The default rule: a function of (order, beta) only, so it is fixed before the data. The reference's
+    sigma_ss = (order e^(2 beta) / SS)^(1/3) needs SS, which depends on the votes.
+
+    >>> round(balanced_sigma(16.0, 0.49 / 16), 3)
+    10.214
+    """
+    order = ss._check_order(order)
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1 / (2 * order):
+        raise ValueError(f"beta must lie in (0, 1 / (2 order)) = (0, {1 / (2 * order):g}), got {beta!r}")
+    second = (beta * order - 0.5 * math.log1p(-2 * order * beta)) / (order - 1)
+    return math.sqrt(order * math.exp(2 * beta) / second)
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """Theorem 23's parameters, public and fixed before the votes are seen.
+
+    Args:
+        order: the Renyi order lambda of the released data-dependent RDP. The default 16 is a package
+            constant (not tuned on the votes of the run it is used for); see docs/privacy.md.
+        beta: the smoothing parameter; None: ``BETA_FRACTION / order`` (the reference's rule).
+        sigma_ss: the noise multiplier; None: ``balanced_sigma(order, beta)``.
+    """
+
+    order: float = DEFAULT_RELEASE_ORDER
+    beta: Optional[float] = None
+    sigma_ss: Optional[float] = None
+
+    def resolved(self) -> "ReleaseSettings":
+        """The settings with the rule's defaults filled in, checked (a ValueError names the setting).
+
+        >>> settings = ReleaseSettings().resolved()
+        >>> settings.order, round(settings.beta, 6), round(settings.sigma_ss, 3)
+        (16.0, 0.030625, 10.214)
+        """
+        try:
+            order = ss._check_order(self.order)
+        except ValueError as error:
+            raise ValueError(f"release.{error}") from None
+        beta = BETA_FRACTION / order if self.beta is None else self.beta
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1 / (2 * order):
+            raise ValueError(f"release.beta must lie in (0, 1 / (2 order)) = (0, {1 / (2 * order):g}), got {beta!r}")
+        sigma_ss = balanced_sigma(order, beta) if self.sigma_ss is None else self.sigma_ss
+        if isinstance(sigma_ss, bool) or not isinstance(sigma_ss, (int, float)) or not 0 < sigma_ss < math.inf:
+            raise ValueError(f"release.sigma_ss must be a finite number > 0 (or null for the rule), got {sigma_ss!r}")
+        return ReleaseSettings(order=order, beta=float(beta), sigma_ss=float(sigma_ss))
+
+
+def release_rdp_curve(beta: float, sigma_ss: float, orders: ArrayLike) -> np.ndarray:
+    """Theorem 23's RDP of the release at each order: finite below 1 / (2 beta), infinite (no bound) above.
+
+    >>> release_rdp_curve(0.49 / 16, 10.0, [16.0, 17.0]).round(4)
+    array([0.3332,    inf])
+    """
+    orders = analysis._check_orders(orders)
+    limit = math.inf if beta == 0 else 1 / (2 * beta)
+    return np.array([ss.rdp_smooth_sensitivity_gaussian(beta, sigma_ss, order) if order < limit else math.inf
+                     for order in orders])
 
 
 @dataclass(frozen=True)
 class SmoothSensitivityRelease:
     """The parameters and bound of one smooth-sensitivity release; ``draw`` gives the released value.
 
+    ``public()`` holds what may be published (parameters fixed in advance and the release's cost);
+    ``diagnostic()`` what is computed from the un-noised votes (never for release).
+
     Args:
         order: the Rényi order lambda the release is made at.
         beta: the smoothing parameter.
-        smooth_sensitivity: SS_beta of the data-dependent RDP at ``order``.
-        sigma_ss: the noise multiplier (None where SS = 0: the RDP is then the same for every vote histogram).
-        noise_std: SS * sigma_ss, the standard deviation of the noise on the RDP (and on epsilon).
+        smooth_sensitivity: SS_beta of the data-dependent RDP at ``order`` (a function of the votes).
+        sigma_ss: the noise multiplier (data-chosen variant: None where SS = 0).
+        noise_std: SS * sigma_ss, the standard deviation of the noise on the RDP (a function of the votes).
         rdp_data_dependent: the data-dependent RDP at ``order`` (not private by itself).
         rdp_release: the RDP cost of the release at ``order`` (Theorem 23).
-        epsilon: the epsilon at ``delta`` of the data-dependent RDP plus the release cost.
+        epsilon: the epsilon at ``delta`` of the un-noised data-dependent RDP plus the release cost.
         delta, conversion: as in ``analysis.rdp_to_dp``.
+        parameters_fixed: True for a Theorem 23 release (``fixed_release``), False for the data-chosen diagnostic.
     """
 
     order: float
@@ -60,6 +135,7 @@ class SmoothSensitivityRelease:
     epsilon: float
     delta: float
     conversion: str
+    parameters_fixed: bool
 
     def draw(self, generator: np.random.Generator) -> float:
         """One released epsilon: the noisy RDP (floored at 0, post-processing) plus the release cost."""
@@ -68,6 +144,17 @@ class SmoothSensitivityRelease:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def public(self) -> dict[str, Any]:
+        """Parameters fixed before the data and the release's cost: publishable (fixed releases only)."""
+        if not self.parameters_fixed:
+            raise ValueError("a data-chosen release has vote-dependent parameters; it is a diagnostic only")
+        keys = ("order", "beta", "sigma_ss", "rdp_release", "delta", "conversion")
+        return {key: getattr(self, key) for key in keys}
+
+    def diagnostic(self) -> dict[str, Any]:
+        """Everything, including what is computed from the un-noised votes; not for release."""
+        return self.as_dict()
 
 
 def _num_teachers(votes: np.ndarray) -> int:
@@ -102,6 +189,53 @@ def local_sensitivities(
     return rdp, total
 
 
+def _check_mechanism(mechanism: str, votes: ArrayLike, answered: Optional[ArrayLike], sigma, threshold, sigma1, sigma2):
+    if mechanism not in RELEASED_MECHANISMS:
+        raise ValueError(f"smooth-sensitivity release covers {RELEASED_MECHANISMS}, got mechanism {mechanism!r}")
+    parameters = ({"sigma": sigma} if mechanism == "gnmax"
+                  else {"threshold": threshold, "sigma1": sigma1, "sigma2": sigma2})
+    accountant = RDPAccountant([2.0])  # checks the arguments the way the accounting does
+    accountant.step(mechanism=mechanism, votes=votes, answered=answered, **parameters)
+    votes_array, answered_array, _ = _query_arrays(None, votes, answered)
+    return parameters, votes_array, answered_array
+
+
+def fixed_release(
+    votes: ArrayLike,
+    *,
+    mechanism: str,
+    delta: float,
+    settings: ReleaseSettings = ReleaseSettings(),
+    answered: Optional[ArrayLike] = None,
+    sigma: Optional[float] = None,
+    threshold: Optional[float] = None,
+    sigma1: Optional[float] = None,
+    sigma2: Optional[float] = None,
+    conversion: str = "balle2020",
+) -> SmoothSensitivityRelease:
+    """Theorem 23 release of the data-dependent RDP at the fixed ``settings`` (order, beta, sigma_ss).
+
+    The release's cost depends on the settings only; the votes move the released value and its noise std,
+    never sigma_ss.
+
+    >>> one = fixed_release([[250, 0, 0]] * 20, mechanism="gnmax", sigma=40.0, delta=1e-5)
+    >>> two = fixed_release([[100, 90, 60]] * 20, mechanism="gnmax", sigma=40.0, delta=1e-5)
+    >>> one.sigma_ss == two.sigma_ss and one.rdp_release == two.rdp_release, one.order
+    (True, 16.0)
+    """
+    parameters, votes_array, answered_array = _check_mechanism(mechanism, votes, answered, sigma, threshold, sigma1, sigma2)
+    fixed = settings.resolved()
+    rdp, total = local_sensitivities(votes_array, answered_array, mechanism, fixed.order, parameters)
+    smooth = ss.smooth_sensitivity(total, fixed.beta)
+    rdp_release = ss.rdp_smooth_sensitivity_gaussian(fixed.beta, fixed.sigma_ss, fixed.order)
+    epsilon = analysis.rdp_to_dp([fixed.order], [rdp + rdp_release], delta, conversion)[0]
+    return SmoothSensitivityRelease(
+        order=fixed.order, beta=fixed.beta, smooth_sensitivity=smooth, sigma_ss=fixed.sigma_ss,
+        noise_std=smooth * fixed.sigma_ss, rdp_data_dependent=rdp, rdp_release=rdp_release, epsilon=epsilon,
+        delta=float(delta), conversion=conversion, parameters_fixed=True,
+    )
+
+
 def release_data_dependent_epsilon(
     votes: ArrayLike,
     *,
@@ -113,11 +247,11 @@ def release_data_dependent_epsilon(
     sigma1: Optional[float] = None,
     sigma2: Optional[float] = None,
     orders: ArrayLike = analysis.DEFAULT_ORDERS,
-    conversion: str = "standard",
+    conversion: str = "balle2020",
     order: Optional[float] = None,
     beta: Optional[float] = None,
 ) -> SmoothSensitivityRelease:
-    """Smooth-sensitivity release of the data-dependent epsilon of GNMax or Confident-GNMax queries.
+    """The reference scripts' data-chosen release (a diagnostic: lambda and sigma_ss depend on the votes).
 
     Args:
         votes: (queries, classes) vote counts, the same number of teachers on every query.
@@ -127,24 +261,19 @@ def release_data_dependent_epsilon(
         sigma: GNMax noise std. threshold, sigma1, sigma2: Confident-GNMax's parameters.
         orders: the orders searched for the best plain data-dependent epsilon (when ``order`` is None).
         conversion: the RDP -> DP conversion (``analysis.CONVERSIONS``).
-        order: release at this order instead (fix it in advance for a release whose parameters are public).
+        order: release at this order instead of the data-chosen one.
         beta: smoothing parameter (default ``BETA_FRACTION / order``); needs order < 1 / (2 beta).
 
     >>> release = release_data_dependent_epsilon([[250, 0, 0]] * 20, mechanism="gnmax", sigma=40.0, delta=1e-5)
     >>> release.epsilon >= release.rdp_data_dependent > 0, round(release.beta * release.order, 2)
     (True, 0.49)
+    >>> release.parameters_fixed
+    False
     """
-    if mechanism not in RELEASED_MECHANISMS:
-        raise ValueError(f"smooth-sensitivity release covers {RELEASED_MECHANISMS}, got mechanism {mechanism!r}")
-    accountant = RDPAccountant(orders)
-    if mechanism == "gnmax":
-        accountant.step(mechanism=mechanism, votes=votes, answered=answered, sigma=sigma)
-        parameters = {"sigma": sigma}
-    else:
-        accountant.step(mechanism=mechanism, votes=votes, answered=answered, threshold=threshold, sigma1=sigma1, sigma2=sigma2)
-        parameters = {"threshold": threshold, "sigma1": sigma1, "sigma2": sigma2}
-    votes_array, answered_array, _ = _query_arrays(None, votes, answered)
+    parameters, votes_array, answered_array = _check_mechanism(mechanism, votes, answered, sigma, threshold, sigma1, sigma2)
     if order is None:
+        accountant = RDPAccountant(orders)
+        accountant.step(mechanism=mechanism, votes=votes_array, answered=answered, **parameters)
         order = accountant.get_epsilon(delta, conversion)["order_data_dependent"]
     order = ss._check_order(order)
     beta = BETA_FRACTION / order if beta is None else beta
@@ -161,5 +290,5 @@ def release_data_dependent_epsilon(
     return SmoothSensitivityRelease(
         order=order, beta=float(beta), smooth_sensitivity=smooth, sigma_ss=sigma_ss,
         noise_std=0.0 if sigma_ss is None else smooth * sigma_ss, rdp_data_dependent=rdp, rdp_release=rdp_release,
-        epsilon=epsilon, delta=float(delta), conversion=conversion,
+        epsilon=epsilon, delta=float(delta), conversion=conversion, parameters_fixed=False,
     )

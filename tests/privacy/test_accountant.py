@@ -47,19 +47,26 @@ def test_votes_give_the_sum_of_per_query_bounds():
     assert np.all(accountant.rdp_data_dependent <= accountant.rdp_data_independent)
 
 
-def test_confident_gnmax_charges_threshold_always_and_gnmax_when_answered():
+def test_confident_gnmax_a_priori_charges_every_asked_query():
     votes = _votes(30, seed=1)
     answered = votes.max(axis=1) >= 200
     accountant = RDPAccountant()
     accountant.step(
         mechanism="confident_gnmax", threshold=200.0, sigma1=150.0, sigma2=40.0, answered=answered, votes=votes
     )
-    expected = 30 * ORDERS / (2 * 150.0**2) + answered.sum() * ORDERS / 40.0**2
-    np.testing.assert_allclose(accountant.rdp_data_independent, expected)
-    assert np.all(accountant.rdp_data_dependent <= accountant.rdp_data_independent)
+    assert 0 < answered.sum() < 30
+    # a priori (the headline): the threshold check and GNMax(sigma2) on every asked query
+    np.testing.assert_allclose(accountant.rdp_data_independent, 30 * ORDERS / (2 * 150.0**2) + 30 * ORDERS / 40.0**2)
+    # the realised count, reported beside it: GNMax only on the answered ones
+    realised = 30 * ORDERS / (2 * 150.0**2) + answered.sum() * ORDERS / 40.0**2
+    np.testing.assert_allclose(accountant.rdp_data_independent_answered, realised)
+    assert np.all(accountant.rdp_data_dependent <= realised)
     report = accountant.get_epsilon(1e-5)
     assert report["num_queries"] == 30 and report["num_answered"] == int(answered.sum())
-    assert report["epsilon_data_dependent"] < report["epsilon_data_independent"]
+    assert report["epsilon_data_dependent"] < report["epsilon_data_independent_answered_only"] < report["epsilon_data_independent"]
+    again = RDPAccountant()
+    again.load_state_dict(json.loads(json.dumps(accountant.state_dict())))
+    np.testing.assert_array_equal(again.rdp_data_independent_answered, accountant.rdp_data_independent_answered)
 
 
 def test_lnmax_and_report_flags():

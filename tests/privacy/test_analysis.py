@@ -61,7 +61,7 @@ def test_standard_conversion_closed_form():
     sigma, k, log_inv_delta = 40.0, 100, math.log(1e5)
     best = 1 + sigma * math.sqrt(log_inv_delta / k)
     orders = np.array([best - 1, best - 0.5, best, best + 0.5, best + 1])
-    eps, order = analysis.rdp_to_dp(orders, k * analysis.rdp_gnmax_data_independent(sigma, orders), 1e-5)
+    eps, order = analysis.rdp_to_dp(orders, k * analysis.rdp_gnmax_data_independent(sigma, orders), 1e-5, "classic")
     assert order == pytest.approx(best)
     assert eps == pytest.approx(k / sigma**2 + 2 * math.sqrt(k * log_inv_delta) / sigma, rel=1e-12)
 
@@ -79,8 +79,8 @@ def test_gnmax_agrees_with_dp_accounting(sigma, count):
     eps, order = analysis.rdp_to_dp(ORDERS, ours, 1e-5, conversion="balle2020")
     reference_eps, reference_order = reference.get_epsilon_and_optimal_order(1e-5)
     assert eps == pytest.approx(reference_eps, rel=1e-6) and order == reference_order
-    # The standard conversion (used in reports) is looser than dp_accounting's.
-    assert analysis.rdp_to_dp(ORDERS, ours, 1e-5)[0] >= reference_eps
+    # The classic conversion is looser than dp_accounting's.
+    assert analysis.rdp_to_dp(ORDERS, ours, 1e-5, conversion="classic")[0] >= reference_eps
 
 
 def test_threshold_agrees_with_dp_accounting():
@@ -142,8 +142,8 @@ def test_pate_2018_regime_strong_consensus():
     independent = analysis.rdp_gnmax_data_independent(40.0, ORDERS)
     at_20 = ORDERS == 20
     assert dependent[at_20] < independent[at_20] / 100
-    eps_dependent = analysis.rdp_to_dp(ORDERS, 1000 * dependent, 1e-5)[0]
-    eps_independent = analysis.rdp_to_dp(ORDERS, 1000 * independent, 1e-5)[0]
+    eps_dependent = analysis.rdp_to_dp(ORDERS, 1000 * dependent, 1e-5, "classic")[0]
+    eps_independent = analysis.rdp_to_dp(ORDERS, 1000 * independent, 1e-5, "classic")[0]
     assert eps_dependent == pytest.approx(0.6038, abs=1e-4) and eps_independent == pytest.approx(6.0032, abs=1e-4)
 
 
@@ -171,9 +171,28 @@ def test_pate_2018_regime_strong_consensus():
         (lambda: analysis.rdp_to_dp([2, 3], [0.1, 0.2], 1.0), "delta"),
         (lambda: analysis.rdp_to_dp([2, 3], [0.1], 1e-5), "one value per order"),
         (lambda: analysis.rdp_to_dp([2, 3], [0.1, -0.2], 1e-5), "non-negative"),
-        (lambda: analysis.rdp_to_dp([2, 3], [0.1, 0.2], 1e-5, conversion="tight"), "standard"),
+        (lambda: analysis.rdp_to_dp([2, 3], [0.1, 0.2], 1e-5, conversion="tight"), "balle2020"),
     ],
 )
 def test_bad_input_raises(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_balle2020_conversion_equals_dp_accounting_on_random_curves(seed):
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
+    rng = np.random.default_rng(seed)
+    orders = np.sort(rng.uniform(1.001, 300, size=40))
+    rdp = rng.exponential(scale=10.0 ** rng.uniform(-6, 1), size=40)  # tiny curves reach the KL case
+    for delta in (1e-5, 1e-2):
+        ours = analysis.rdp_to_dp(orders, rdp, delta)
+        reference = compute_epsilon(list(orders), list(rdp), delta)
+        assert ours[0] == pytest.approx(reference[0], rel=1e-12, abs=1e-15)
+        assert ours[0] <= analysis.rdp_to_dp(orders, rdp, delta, "classic")[0]
+
+
+def test_conversion_skips_infinite_orders():
+    eps, order = analysis.rdp_to_dp([2.0, 8.0, 32.0], [0.01, 0.1, math.inf], 1e-5)
+    assert math.isfinite(eps) and order == 8.0

@@ -1,0 +1,105 @@
+"""What a PATE run may publish (``pate/report.json``) and what it may not (``pate/diagnostics.json``).
+
+The report holds the mechanism and its public parameters, counts of queries asked and answered, the noisy
+labels' class counts and accuracy against public truth, epsilons that are functions of public parameters
+and DP outputs (data-independent, the ledger's totals, the one noisy release draw), the scope, and the
+student's accuracy on the public test half. Everything computed from the un-noised votes (the plain
+data-dependent epsilon, smooth sensitivities, the plurality's accuracy, agreement with the generating
+teachers' own labels) goes to the diagnostics, marked not for release. The allow-lists below are checked
+on every write, so a new field cannot leak into the report unnoticed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from pate_lightning.errors import PateError
+from pate_lightning.io import read_json
+from pate_lightning.privacy.ledger import entry_from_contract
+
+RUN_KEYS = frozenset({
+    "query_source", "query_file", "mechanism", "parameters", "mechanism_description", "num_teachers", "teacher_ids",
+    "queries_available", "queries_asked", "queries_answered", "answered_label_counts", "label_accuracy",
+    "sampling_seed", "privacy", "votes", "student", "seconds",
+})
+PRIVACY_KEYS = frozenset({
+    # how the noise was made (private: OS entropy; else the seed and a NOT PRIVATE note)
+    "private", "noise_seed", "noise_seed_note",
+    # the accounting: public parameters, counts, data-independent epsilons, the release
+    "accountant", "delta", "conversion", "conversion_reference", "num_queries", "num_answered",
+    "epsilon_data_independent", "order_data_independent", "epsilon_data_independent_answered_only",
+    "answered_only_note", "data_dependent_released", "epsilon_data_dependent_released", "release", "note",
+    # the ledger: scope and composed epsilons
+    "privacy_scope", "scope_note", "epsilon_labels", "order_labels", "epsilon_end_to_end", "order_end_to_end",
+    "unbounded_by", "ledger",
+})
+RELEASE_KEYS = frozenset({"order", "beta", "sigma_ss", "rdp_release", "delta", "conversion"})
+DIAGNOSTIC_NOTE = (
+    "NOT FOR RELEASE: every value here is computed from the un-noised teacher votes (or from labels that "
+    "non-private stages produced) without privacy noise. Use it to debug and to study the mechanisms; "
+    "publishing it voids the privacy guarantee of pate/report.json."
+)
+
+
+def check_publishable(run: dict[str, Any]) -> dict[str, Any]:
+    """Raise if ``run`` (or its privacy or release block) holds a key outside the allow-lists."""
+    privacy = run.get("privacy") or {}
+    release = privacy.get("release") or {}
+    extra = sorted(set(run) - RUN_KEYS) + sorted(set(privacy) - PRIVACY_KEYS) + sorted(set(release) - RELEASE_KEYS)
+    if extra:
+        raise ValueError(f"refusing to publish keys outside the report's allow-list: {extra}; "
+                         "values from un-noised votes belong in diagnostics.json")
+    return run
+
+
+def metadata_path(samples_path: Path) -> Path:
+    """``{name}_metadata.json`` beside ``{name}_samples.pt`` (as ``combine`` writes them)."""
+    name = samples_path.name
+    stem = name[: -len("_samples.pt")] if name.endswith("_samples.pt") else samples_path.stem
+    return samples_path.with_name(f"{stem}_metadata.json")
+
+
+def read_privacy_stages(samples_path: Path) -> Optional[list[Any]]:
+    """The combined metadata's ``privacy.stages``; None where the file or its ``privacy`` record is missing.
+
+    A missing record means the data predates the privacy contract: treated as not private. A record that
+    is there but malformed is an error naming the file.
+    """
+    path = metadata_path(Path(samples_path))
+    if not path.is_file():
+        return None
+    metadata = read_json(path)
+    if not isinstance(metadata, dict) or "privacy" not in metadata:
+        return None
+    stages = metadata["privacy"].get("stages") if isinstance(metadata["privacy"], dict) else None
+    if not isinstance(stages, list):
+        raise PateError('has a "privacy" record without a "stages" list; rerun `pate-lightning combine`.', path)
+    for stage in stages:
+        try:
+            entry_from_contract(stage)
+        except ValueError as error:
+            raise PateError(f"privacy.stages: {error}; rerun `pate-lightning combine`.", path) from None
+    return stages
+
+
+def privacy_record(
+    noise_fields: dict[str, Any], accounting_public: dict[str, Any], ledger: dict[str, Any]
+) -> dict[str, Any]:
+    """The report's ``privacy`` block: how the noise was made, the accounting, the ledger's scope and totals."""
+    return {**noise_fields, **accounting_public, **ledger}
+
+
+def diagnostics_entry(
+    run: dict[str, Any], accounting_diagnostics: dict[str, Any], plurality_accuracy: Optional[float],
+    generator_label_agreement: Optional[float],
+) -> dict[str, Any]:
+    """One run's diagnostics, keyed like its report entry so the two can be joined."""
+    key = ("query_source", "mechanism_description", "queries_asked", "num_teachers")
+    return {
+        **{name: run[name] for name in key},
+        "not_for_release": True,
+        "plurality_accuracy": plurality_accuracy,
+        "generator_label_agreement": generator_label_agreement,
+        **accounting_diagnostics,
+    }
