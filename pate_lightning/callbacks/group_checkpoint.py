@@ -19,6 +19,8 @@ from pate_lightning.errors import PateError
 from pate_lightning.io import load_torch
 
 LAST = "last.ckpt"
+# --overwrite does not skip a group's checkpoint: deleting it is the way to start the group again
+AFRESH = "Delete it to start this teacher group afresh (teachers already finished are kept)."
 
 
 class GroupCheckpoint(Callback):
@@ -64,9 +66,9 @@ def resumable(path: Path, model: LightningModule, datamodule: Optional[Lightning
     """
     if not path.exists():
         return False
-    checkpoint = load_torch(path, "the checkpoint to resume this teacher group from", mmap=True)
+    checkpoint = load_torch(path, "the checkpoint to resume this teacher group from", mmap=True, advice=AFRESH)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
-        raise PateError("is not a Lightning checkpoint with hyper_parameters. Delete it to start this group afresh.", path)
+        raise PateError(f"is not a Lightning checkpoint with hyper_parameters. {AFRESH}", path)
     changed = _changed(checkpoint["hyper_parameters"], dict(model.hparams), "model.")
     if datamodule is not None:
         saved_data = checkpoint.get("datamodule_hyper_parameters") or {}

@@ -42,7 +42,7 @@ def plant(path: Path, marker: Path, zipped: bool) -> None:
 def test_planted_checkpoint_runs_no_code(tmp_path, capsys, zipped):  # 1
     data_dir, run_dir, marker = write_fake_mnist(tmp_path / "data", train=40), tmp_path / "run", tmp_path / "code_ran"
     plant(run_dir / CHECKPOINT, marker, zipped)
-    fails_clearly(capsys, (CHECKPOINT, "Regenerate it") if not zipped else (CHECKPOINT, "refused unread"),
+    fails_clearly(capsys, (CHECKPOINT, "Delete it to start this teacher group afresh", "refused unread" if zipped else "nothing in it was run"),
                   *vae_args(data_dir, run_dir, "--checkpoint_every_n_epochs=1"))
     assert not marker.exists()
     assert (run_dir / CHECKPOINT).exists() and not layout.vae_dir(run_dir, 0).exists()  # kept; nothing trained
