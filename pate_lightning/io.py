@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,8 @@ import torch
 
 from pate_lightning.errors import PateError
 
+REGENERATE = "Regenerate it by rerunning the stage that writes it (with --overwrite true)."
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -28,15 +31,21 @@ os.umask(_UMASK)
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, target)
+    except OSError as error:
+        if error.filename is None or Path(error.filename).name.startswith(f".{target.name}."):
+            # name the file the user knows, not its temporary sibling
+            raise type(error)(error.errno, error.strerror, str(target)) from None
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -79,17 +88,54 @@ def read_json(path: str | os.PathLike) -> Any:
         raise PateError(f"is not valid JSON ({error}).", path) from None
 
 
-def load_state_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
-    """Load a plain state_dict with ``weights_only=True``; any other content is a clear error."""
+def _torch_reason(error: Exception) -> str:
+    """torch's reason without its advice: it suggests ``weights_only=False``, the one thing not to do."""
+    advice = ("weights_only", "weights only", "trusted source", "documentation", "file an issue", "please torch.save")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    kept = [line for line in lines if not any(word in line.lower() for word in advice)]
+    return (kept[0] if kept else type(error).__name__).split(". ")[0][:200]
+
+
+def load_torch(path: str | os.PathLike, what: str, mmap: bool = False, advice: str = REGENERATE) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers only; any other content is a clear error.
+
+    A file holding other Python objects is refused before any of them is built, so a planted file
+    cannot run code; the message never suggests loading it another way.
+    """
     path = Path(path)
     if not path.is_file():
         raise PateError(f"{what} not found.", path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or unsafe pickles
-        raise PateError(f"cannot be read as a {what} state_dict ({type(error).__name__}: {error}).", path) from None
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        reason = _torch_reason(error)
+        if "global" in reason.lower():
+            raise PateError(
+                f"{what}: holds Python objects other than tensors ({reason}), so it was refused unread: "
+                f"unpickling it could run code. Do not load it by other means unless you wrote it yourself. {advice}",
+                path,
+            ) from None
+        detail = f"{type(error).__name__}: {reason}"
+    except Exception as error:  # torch raises RuntimeError, KeyError, EOFError, ... for damaged files
+        detail = f"{type(error).__name__}: {_torch_reason(error)}"
+    raise PateError(
+        f"{what}: cannot be read: the file is truncated, corrupt or not written by torch.save ({detail}); "
+        f"nothing in it was run. {advice}", path,
+    )
+
+
+def load_state_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
+    """A plain state_dict of finite tensors, loaded with ``weights_only=True``; anything else is a clear error."""
+    path = Path(path)
+    state = load_torch(path, what)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PateError(f"does not hold a {what} state_dict (a dict of tensors).", path)
+        raise PateError(f"does not hold a {what} state_dict (a dict of tensors). {REGENERATE}", path)
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise PateError(
+            f"{what}: weights {', '.join(bad[:3])} hold NaN or infinite values (its training diverged). "
+            "Retrain this teacher (its stage with --data.teacher_ids=[id] --overwrite true, perhaps a lower lr).", path,
+        )
     return state
 
 

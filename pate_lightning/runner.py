@@ -1,7 +1,7 @@
 """Runs a stage teacher group by teacher group: fresh module, data and Trainer per group.
 
 A group is up to ``ensemble_size`` teachers of equal shard size, trained stacked in one
-module. Teachers whose stage report exists are skipped (unless ``overwrite``), and each group's
+module. Teachers whose stage report is readable are skipped (unless ``overwrite``), and each group's
 files are written when its run ends, so an interrupted run loses at most the group in progress.
 """
 
@@ -15,6 +15,8 @@ from typing import Callable, Optional, Sequence
 from lightning.pytorch import Callback
 
 from pate_lightning import layout
+from pate_lightning.errors import PateError
+from pate_lightning.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +62,29 @@ def teacher_groups(teacher_ids: Sequence[int], shard_sizes: dict[int, int], grou
     return groups
 
 
+def is_done(marker: Path) -> bool:
+    """A teacher's stage is done when its marker (written last, atomically) is a readable JSON object.
+
+    A marker that exists but is not (damaged on disk, or edited by hand) means the teacher's files
+    cannot be trusted: it is redone, with a warning naming the file, rather than skipped forever.
+    """
+    if not marker.exists():
+        return False
+    try:
+        report = read_json(marker)
+    except PateError as error:
+        log.warning("%s; the teacher is redone", error)
+        return False
+    if not isinstance(report, dict):
+        log.warning("%s: is not a JSON object, so not a complete stage report; the teacher is redone", marker)
+        return False
+    return True
+
+
 def pending_teachers(stage: str, run_dir: Path, teacher_ids: Sequence[int], overwrite: bool) -> list[int]:
     if overwrite or stage not in DONE_MARKERS:
         return list(teacher_ids)
-    return [t for t in teacher_ids if not DONE_MARKERS[stage](run_dir, t).exists()]
+    return [t for t in teacher_ids if not is_done(DONE_MARKERS[stage](run_dir, t))]
 
 
 def default_ensemble_size(accelerator: Optional[str], stage: Optional[str] = None) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pate_lightning import runner
-from pate_lightning.io import write_json
+from pate_lightning.io import read_json, write_json
 
 SUMMARY_FILE = "run_summary.json"
 
@@ -40,14 +40,12 @@ def record_stage(run_dir: Path, stage: str, teacher_ids: Sequence[int], world_si
         if marker is None or not marker.exists():
             missing.append(teacher_id)
             continue
-        teachers[str(teacher_id)] = _brief(json.loads(marker.read_text()))
+        teachers[str(teacher_id)] = _brief(read_json(marker))
     summary = read_summary(run_dir)
-    summary[stage] = {
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "processes": world_size,
-        "teachers_done": len(teachers),
-        "teachers_missing": missing,
-        "teachers": teachers,
-        **extra,
-    }
-    return write_json(Path(run_dir) / SUMMARY_FILE, summary)
+    section = {"processes": world_size, "teachers_done": len(teachers), "teachers_missing": missing,
+               "teachers": teachers, **extra}
+    path = Path(run_dir) / SUMMARY_FILE
+    if {k: v for k, v in summary.get(stage, {}).items() if k != "updated"} == json.loads(json.dumps(section)):
+        return path  # nothing new: a rerun that only re-reads finished work writes nothing
+    summary[stage] = {"updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **section}
+    return write_json(path, summary)

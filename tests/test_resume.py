@@ -23,15 +23,19 @@ class CrashAtEpoch(Callback):
             raise RuntimeError("simulated interruption")
 
 
-def fit(tmp_path, run, *extra):
+def fit_args(tmp_path, run, *extra):
     data_dir = write_fake_mnist(tmp_path / "data", train=120)
-    cli_main([
+    return [
         "fit", "--config", str(REPO / "configs/teacher_vae.yaml"), f"--data.data_dir={data_dir}",
         f"--data.run_dir={tmp_path / run}", "--data.num_teachers=4", "--data.teacher_ids=[0,1]",
         "--data.batch_size=8", "--model.latent_dim=4", "--model.hidden_dims=[16]", "--trainer.max_epochs=4",
         "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--checkpoint_every_n_epochs=1",
         *extra,
-    ])
+    ]
+
+
+def fit(tmp_path, run, *extra):
+    cli_main(fit_args(tmp_path, run, *extra))
     return tmp_path / run
 
 
@@ -73,5 +77,5 @@ def test_checkpoint_from_other_settings_is_a_clear_error(tmp_path, capsys):
         fit(tmp_path, "run", "--model.lr=0.01")
     assert exited.value.code == 2
     message = capsys.readouterr().err
-    assert "last.ckpt: this teacher group's checkpoint was written with different settings (lr)" in message
+    assert "last.ckpt: this teacher group's checkpoint was written with different settings (model.lr)" in message
     assert (tmp_path / "run" / "checkpoints" / "teacher_vae" / "teachers_0-1" / "last.ckpt").exists()  # kept

@@ -23,8 +23,11 @@ def test_load_or_create_writes_once_and_reuses(tmp_path):
     path = tmp_path / "shard_indices.json"
     first = shards.load_or_create(path, 100, 5, seed=3)
     assert json.loads(path.read_text()) == {str(k): v for k, v in first.items()}
-    # a different seed does not re-partition: the existing file wins
-    assert shards.load_or_create(path, 100, 5, seed=99) == first
+    assert shards.load_or_create(path, 100, 5, seed=3) == first
+    # other settings are refused, not silently overridden by the file (tests/test_faults.py); None reuses it
+    with pytest.raises(PateError, match="seed 99"):
+        shards.load_or_create(path, 100, 5, seed=99)
+    assert shards.load_or_create(path, 100, None, seed=99) == first
 
 
 @pytest.mark.parametrize(

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 
 from pate_lightning.errors import PateError
+from pate_lightning.io import load_torch
 
 LAST = "last.ckpt"
+# --overwrite does not skip a group's checkpoint: deleting it is the way to start the group again
+AFRESH = "Delete it to start this teacher group afresh (teachers already finished are kept)."
 
 
 class GroupCheckpoint(Callback):
@@ -48,20 +50,30 @@ class GroupCheckpoint(Callback):
             os.replace(partial, self.path)
 
 
-def resumable(path: Path, model: LightningModule) -> bool:
-    """True when ``path`` exists and was written for the same module settings; else a clear error.
+# data settings that name places, not what a group trains on: a moved data or run folder still resumes
+DATA_LOCATIONS = ("data_dir", "run_dir", "teacher_ids", "start_id", "count")
 
-    Reading the header memory-maps the file, so a large group checkpoint costs little to check.
+
+def _changed(saved: dict[str, Any], current: dict[str, Any], prefix: str, ignore: tuple[str, ...] = ()) -> list[str]:
+    return sorted(f"{prefix}{k}" for k in current if k not in ignore and saved.get(k) != current[k])
+
+
+def resumable(path: Path, model: LightningModule, datamodule: Optional[LightningDataModule] = None) -> bool:
+    """True when ``path`` exists and was written for the same model and data settings; else a clear error.
+
+    Read with ``weights_only=True`` (a planted checkpoint cannot run code), memory-mapped so a large
+    group checkpoint costs little to check.
     """
     if not path.exists():
         return False
-    try:
-        saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["hyper_parameters"]
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise PateError(f"cannot read the checkpoint to resume from ({error}). Delete it to start this group afresh.", path)
-    current = dict(model.hparams)
-    if {k: saved.get(k) for k in current} != current:
-        changed = sorted(k for k in current if saved.get(k) != current[k])
+    checkpoint = load_torch(path, "the checkpoint to resume this teacher group from", mmap=True, advice=AFRESH)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
+        raise PateError(f"is not a Lightning checkpoint with hyper_parameters. {AFRESH}", path)
+    changed = _changed(checkpoint["hyper_parameters"], dict(model.hparams), "model.")
+    if datamodule is not None:
+        saved_data = checkpoint.get("datamodule_hyper_parameters") or {}
+        changed += _changed(saved_data, dict(datamodule.hparams), "data.", DATA_LOCATIONS)
+    if changed:
         raise PateError(
             f"this teacher group's checkpoint was written with different settings ({', '.join(changed)}), so "
             f"training cannot resume from it. Restore those settings, or delete the checkpoint to start the group afresh.",

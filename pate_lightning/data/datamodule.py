@@ -75,7 +75,8 @@ class ShardDataModule(LightningDataModule):
         data_dir: where the dataset files live (prepared in ``prepare_data``).
         dataset: ``mnist``, ``fashion_mnist``, ``kmnist`` or ``emnist`` (digits split).
         run_dir: the run directory holding ``shard_indices.json`` and ``teachers/``.
-        num_teachers: shard count when the partition is first created.
+        num_teachers: shard count of the partition; an existing ``shard_indices.json`` must be the one
+            this count and ``seed`` make (else an error); None: use the existing file as it is.
         teacher_ids: teachers to serve (default all); overrides ``start_id``/``count``.
         start_id: first teacher when ``teacher_ids`` is not given.
         count: number of teachers from ``start_id`` (default: to the last).
@@ -89,7 +90,7 @@ class ShardDataModule(LightningDataModule):
         data_dir: str = "data",
         dataset: str = "mnist",
         run_dir: str = ".",
-        num_teachers: int = 250,
+        num_teachers: Optional[int] = 250,
         teacher_ids: Optional[list[int]] = None,
         start_id: Optional[int] = None,
         count: Optional[int] = None,

@@ -103,8 +103,8 @@ class LatentDataModule(ShardDataModule):
         latent_noise: float = 0.1,
         seed: int = 123,
     ) -> None:
-        super().__init__(
-            data_dir=data_dir, dataset=dataset, run_dir=run_dir, teacher_ids=teacher_ids,
+        super().__init__(  # num_teachers None: the partition the VAEs were trained on, as it is
+            data_dir=data_dir, dataset=dataset, run_dir=run_dir, num_teachers=None, teacher_ids=teacher_ids,
             start_id=start_id, count=count, batch_size=batch_size, augment=False, seed=seed,
         )
         if pool_size < 1:

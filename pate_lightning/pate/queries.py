@@ -43,21 +43,21 @@ class QuerySet:
         return self.images.shape[0]
 
 
-def _mnist_test(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = load_split("mnist", data_dir, train=False)
+def _mnist_test(data_dir: str | Path, dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_split(dataset, data_dir, train=False)  # the test set of any MNIST-family dataset
     return images.unsqueeze(1).float().div_(255), labels  # (N, 1, 28, 28), (N,)
 
 
-def mnist_test_queries(data_dir: str | Path) -> QuerySet:
+def mnist_test_queries(data_dir: str | Path, dataset: str = "mnist") -> QuerySet:
     """The first half of the MNIST test set, with its true labels."""
-    images, labels = _mnist_test(data_dir)
+    images, labels = _mnist_test(data_dir, dataset)
     half = len(images) // 2
     return QuerySet("mnist_test", Path(data_dir), images[:half], truth=labels[:half])
 
 
-def holdout_set(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+def holdout_set(data_dir: str | Path, dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
     """The second half of the MNIST test set: the student's evaluation data, never queried."""
-    images, labels = _mnist_test(data_dir)
+    images, labels = _mnist_test(data_dir, dataset)
     half = len(images) // 2
     return images[half:], labels[half:]
 
@@ -126,9 +126,9 @@ def synthetic_queries(samples_path: str | Path) -> QuerySet:
     return QuerySet("synthetic", path, images, generator_labels=labels)
 
 
-def load_queries(source: str, data_dir: str | Path, synthetic_samples: str | Path) -> QuerySet:
+def load_queries(source: str, data_dir: str | Path, synthetic_samples: str | Path, dataset: str = "mnist") -> QuerySet:
     if source == "mnist_test":
-        return mnist_test_queries(data_dir)
+        return mnist_test_queries(data_dir, dataset)
     if source == "synthetic":
         return synthetic_queries(synthetic_samples)
     raise ValueError(f"unknown query_source {source!r}; choose one of {QUERY_SOURCES}")
