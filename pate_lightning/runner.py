@@ -1,46 +1,33 @@
-"""Runs a stage teacher group by teacher group: fresh module, data and Trainer per group.
+"""Runs a fit/predict stage teacher group by teacher group: fresh module, data and Trainer per group.
 
 A group is up to ``ensemble_size`` teachers of equal shard size, trained stacked in one
-module. Teachers whose stage report exists are skipped (unless ``overwrite``), and each group's
+module. Teachers whose done-marker exists are skipped (unless ``overwrite``), and each group's
 files are written when its run ends, so an interrupted run loses at most the group in progress.
+The stage's record in ``stage_table`` says which marker, which writer callback and which
+default ensemble size; nothing registers itself at import time.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-from pate_lightning import layout
+from pate_lightning import layout, stage_table, summary
+from pate_lightning.callbacks.group_checkpoint import LAST, GroupCheckpoint, resumable
+from pate_lightning.errors import PateError
+from pate_lightning.parallel import teacher_parallel
+from pate_lightning.stage_table import Stage
 
 log = logging.getLogger(__name__)
 
-# stage name -> the file whose presence means a teacher's stage is complete (written last)
-DONE_MARKERS: dict[str, Callable[[Path, int], Path]] = {
-    "teacher_vae": lambda run_dir, t: layout.vae_dir(run_dir, t) / "training_report.json",
-}
-# stage name -> callback class that writes the stage's per-teacher files; takes (run_dir)
-EXPORTERS: dict[str, Callable[[Path], Callback]] = {}
-
-# Teachers per stacked step when not set, per stage and accelerator: measured (README, Scale section).
-# On a 2-core CPU the VAE gains up to 16 (per-step overhead amortised) while the convolutional
-# classifier is fastest at 4 (its stacked activations leave the cache beyond that). On an H200
-# larger stacks were faster for both (VAE: 161, 182, 201 teacher-epochs/s at 32, 64, 125;
-# classifier: 110.4 s at 64, 106.3 s at 250 for 250 teachers x 20 epochs), so the whole partition.
-DEFAULT_ENSEMBLE_SIZE = {"cpu": 16, "gpu": 250}
-STAGE_ENSEMBLE_SIZE = {"teacher_classifier": {"cpu": 4, "gpu": 250}}
-
-
-def register_stage(
-    stage: str, marker: Callable[[Path, int], Path], exporter: Optional[Callable[[Path], Callback]] = None
-) -> None:
-    """``exporter`` None: the stage's files are written by a callback the config names (e.g. ``generate``)."""
-    DONE_MARKERS[stage] = marker
-    if exporter is not None:
-        EXPORTERS[stage] = exporter
+# (teacher group, placement) -> the group's module, datamodule and Trainer keyword arguments (as configured)
+GroupBuilder = Callable[[list[int], teacher_parallel.Placement], tuple[LightningModule, LightningDataModule, dict[str, Any]]]
 
 
 def teacher_groups(teacher_ids: Sequence[int], shard_sizes: dict[int, int], group_size: int) -> list[list[int]]:
@@ -61,17 +48,125 @@ def teacher_groups(teacher_ids: Sequence[int], shard_sizes: dict[int, int], grou
 
 
 def pending_teachers(stage: str, run_dir: Path, teacher_ids: Sequence[int], overwrite: bool) -> list[int]:
-    if overwrite or stage not in DONE_MARKERS:
+    marker = stage_table.get(stage).done_marker
+    if overwrite or marker is None:
         return list(teacher_ids)
-    return [t for t in teacher_ids if not DONE_MARKERS[stage](run_dir, t).exists()]
+    return [t for t in teacher_ids if not marker(Path(run_dir), t).exists()]
 
 
-def default_ensemble_size(accelerator: Optional[str], stage: Optional[str] = None) -> int:
+def default_ensemble_size(accelerator: Optional[str], stage: str) -> int:
     import torch
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator in (None, "auto") and torch.cuda.is_available())
-    table = STAGE_ENSEMBLE_SIZE.get(stage or "", DEFAULT_ENSEMBLE_SIZE)
-    return table["gpu" if on_gpu else "cpu"]
+    return stage_table.get(stage).ensemble_size["gpu" if on_gpu else "cpu"]
+
+
+def stage_callbacks(
+    stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any], checkpoint_every: int
+) -> list[Callback]:
+    """What the runner adds to a group's Trainer: the stage's exporter, then (fit) its group checkpoint.
+
+    May set ``trainer_kwargs["enable_checkpointing"]`` to False so Lightning adds no per-epoch ModelCheckpoint.
+    """
+    callbacks: list[Callback] = []
+    if stage.writer is not None and not stage.writer_from_config:
+        callbacks.append(stage.writer_class()(run_dir))
+    if method == "fit" and trainer_kwargs.get("enable_checkpointing") is not False:
+        # after the exporter, so each checkpoint holds the history of the epoch it ends
+        callbacks.append(GroupCheckpoint(layout.checkpoints_dir(run_dir, stage.name, group), checkpoint_every))
+        if not any(isinstance(c, ModelCheckpoint) for c in trainer_kwargs.get("callbacks") or []):
+            trainer_kwargs["enable_checkpointing"] = False
+    return callbacks
+
+
+def require_writer(stage: Stage, trainer: Trainer) -> None:
+    """A stage whose table entry names a writer never runs without it: it would finish and write nothing."""
+    writer = stage.writer_class()
+    if writer is not None and not any(isinstance(c, writer) for c in trainer.callbacks):
+        where = "the config's trainer.callbacks must list it" if stage.writer_from_config else "the runner adds it"
+        raise PateError(
+            f"stage {stage.name}: the Trainer has no {writer.__name__}, so no teacher's files would be written "
+            f"({where}; see {stage.config})."
+        )
+
+
+def build_trainer(stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any],
+                  checkpoint_every: int) -> Trainer:
+    """The group's Trainer: the configured callbacks, then the stage's; checked to hold the stage's writer."""
+    kwargs = dict(trainer_kwargs)
+    extra = stage_callbacks(stage, method, run_dir, group, kwargs, checkpoint_every)
+    kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
+    trainer = Trainer(**kwargs)
+    require_writer(stage, trainer)
+    return trainer
+
+
+def run_stage(
+    method: str, model: LightningModule, data: LightningDataModule, trainer_config: dict[str, Any],
+    build_group: GroupBuilder, overwrite: bool = False, ensemble_size: Optional[int] = None,
+    checkpoint_every: int = 10, ckpt_path: Optional[str] = None, return_predictions: bool = False,
+) -> None:
+    """Run ``method`` (fit or predict) of ``model``'s stage over the teachers ``data`` selects, group by group.
+
+    ``model`` and ``data`` are the configured instances (every teacher); ``build_group`` makes the
+    instances of one group. Teachers are shared out over Lightning's launchers (teacher-parallel).
+    """
+    stage = stage_table.of_module(model)
+    if method != stage.kind:
+        raise PateError(f"stage {stage.name} runs with `pate-lightning {stage.kind}`, not {method} ({stage.config}).")
+    data.prepare_data()
+    data.setup(method)
+    run_dir = data.run_dir
+
+    def work(placement: teacher_parallel.Placement) -> list[int]:
+        todo = pending_teachers(stage.name, run_dir, data.selected, overwrite)
+        skipped = len(data.selected) - len(todo)
+        if skipped and placement.global_rank == 0:
+            log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage.name, skipped)
+        mine = placement.share(todo)
+        size = ensemble_size or default_ensemble_size(placement.accelerator, stage.name)
+        groups = teacher_groups(mine, {t: len(data.shards[t]) for t in mine}, size)
+        label = stage.name if placement.world_size == 1 else f"{stage.name} rank {placement.global_rank}"
+        progress = Progress(label, len(mine))
+        for group in groups:
+            group_model, group_data, trainer_kwargs = build_group(group, placement)
+            trainer = build_trainer(stage, method, run_dir, group, trainer_kwargs, checkpoint_every)
+            if method == "fit":
+                trainer.fit(group_model, datamodule=group_data, ckpt_path=_resume(stage, run_dir, group, group_model, ckpt_path))
+                if not pending_teachers(stage.name, run_dir, group, False):
+                    # the group's files are written; its checkpoint is only for a group still training
+                    folder = layout.checkpoints_dir(run_dir, stage.name, group)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    _remove_empty(folder.parent, stop=Path(run_dir))
+            else:
+                trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions, ckpt_path=ckpt_path)
+            log.info(progress.advance(len(group)))
+        return mine
+
+    placement, _ = teacher_parallel.launch(trainer_config, work)
+    if placement.global_rank == 0:
+        summary.record_stage(run_dir, stage.name, data.selected, world_size=placement.world_size)
+
+
+def _resume(stage: Stage, run_dir: Path, group: list[int], model: LightningModule, ckpt_path: Optional[str]) -> Optional[str]:
+    """``ckpt_path``, else the group's ``last.ckpt`` when it was interrupted after a checkpoint."""
+    if ckpt_path is not None:
+        return ckpt_path
+    path = layout.checkpoints_dir(run_dir, stage.name, group) / LAST
+    if not resumable(path, model):
+        return None
+    log.info("[%s] teachers %s: resuming from %s", stage.name, group, path)
+    return str(path)
+
+
+def _remove_empty(folder: Path, stop: Path) -> None:
+    """Removes ``folder`` and its empty parents up to (not including) ``stop``: no empty checkpoint tree is left."""
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        try:
+            folder.rmdir()
+        except OSError:  # another teacher-parallel process just wrote into it, or removed it first
+            return
+        folder = folder.parent
 
 
 class Progress:
