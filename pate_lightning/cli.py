@@ -39,6 +39,9 @@ def usage() -> str:
 
 
 def _configure_logging(verbose: bool) -> None:
+    # Lightning sets its loggers' levels and handlers when first imported: import it first, then quieten it
+    import lightning.pytorch  # noqa: F401
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
     if not verbose:
         for noisy in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -56,10 +59,10 @@ def cli_main(args: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]
-    _configure_logging(verbose)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return
+    _configure_logging(verbose)
     try:
         if argv[0] == "pipeline":
             from pate_lightning.pipeline import pipeline_main

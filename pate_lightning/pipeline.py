@@ -210,7 +210,7 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def pipeline_main(argv: list[str]) -> None:
+def pipeline_parser() -> argparse.ArgumentParser:
     """``pate-lightning pipeline --config FILE [--from_stage NAME] [--run_dir DIR] [--summary false]``."""
     parser = argparse.ArgumentParser(prog="pate-lightning pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. configs/demo.yaml")
@@ -220,7 +220,11 @@ def pipeline_main(argv: list[str]) -> None:
     parser.add_argument("--summary", type=_bool, default=True, metavar="{true,false}",
                         help="print the closing table and write the pictures (default true)")
     parser.add_argument("--no-summary", dest="summary", action="store_false", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def pipeline_main(argv: list[str]) -> None:
+    args = pipeline_parser().parse_args(argv)
     pipeline = Pipeline(args.config, args.from_stage, args.run_dir)
     pipeline.run()
     if args.summary:
