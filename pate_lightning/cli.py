@@ -1,7 +1,7 @@
 """The ``pate-lightning`` command: ``pate-lightning COMMAND [--config FILE] [--key value ...]``.
 
 Every command and stage is a record of ``stage_table``. ``fit``/``predict`` run a stage's
-LightningCLI config teacher group by teacher group (``stage_cli.PateCLI``, ``runner``);
+LightningCLI config teacher group by teacher group (``runner.PateCLI``, ``runner.run_stage``);
 the other commands are plain functions parsed by jsonargparse, so they take ``--config`` files
 too; ``pipeline`` chains the stages. Flags are jsonargparse's everywhere: ``--name value``,
 booleans as ``--overwrite true``. Nothing heavy is imported before a command is chosen, so
@@ -71,7 +71,7 @@ def cli_main(args: Optional[list[str]] = None) -> None:
         elif argv[0] in stage_table.COMMANDS:
             run_command(argv[0], argv[1:])
         elif argv[0] in stage_table.LIGHTNING_KINDS:
-            from pate_lightning.stage_cli import PateCLI
+            from pate_lightning.runner import PateCLI
 
             PateCLI(args=argv)
         else:

@@ -52,11 +52,15 @@ def load_config(path: Path) -> dict[str, Any]:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise PateError(f"is not valid YAML ({error}).", path) from None
-    unknown = set(config) - set(SHARED_KEYS) - set(STAGE_NAMES) - {"seed"}
-    if unknown:
+    if "seed" in config:
+        # a top-level seed used to be accepted and passed nowhere; each stage's seed is a setting of its own
         raise PateError(
-            f"unknown keys {sorted(unknown)}; allowed: shared {list(SHARED_KEYS)} + ['seed'] and stages {STAGE_NAMES}.", path
+            "a top-level seed is not a pipeline setting (it was ignored before); set the seed of each stage in its "
+            "section, e.g. teacher_vae: {data: {init_args: {seed: 43}}, model: {init_args: {seed: 43}}}.", path
         )
+    unknown = set(config) - set(SHARED_KEYS) - set(STAGE_NAMES)
+    if unknown:
+        raise PateError(f"unknown keys {sorted(unknown)}; allowed: shared {list(SHARED_KEYS)} and stages {STAGE_NAMES}.", path)
     return config
 
 
@@ -167,7 +171,7 @@ class Pipeline:
 
 def run_lightning_stage(stage: Stage, settings: dict[str, Any], run_dir: Path, overwrite: bool) -> None:
     """A fit/predict stage from its merged config, written beside the outputs first (for inspection and reruns)."""
-    from pate_lightning.stage_cli import PateCLI
+    from pate_lightning.runner import PateCLI
 
     stage_file = layout.pipeline_stage_config(run_dir, stage.name)
     write_text(stage_file, yaml.safe_dump(settings, sort_keys=False))

@@ -119,15 +119,6 @@ def of_module(module: Any) -> Stage:
     return BY_NAME[name]
 
 
-def finished_teachers(stage: Stage | str, run_dir: str | Path, folder: Optional[Path] = None) -> list[int]:
-    """Teachers whose ``stage`` done-marker exists, ascending (``folder``: where its teacher folders live)."""
-    stage = get(stage) if isinstance(stage, str) else stage
-    if stage.done_marker is None:
-        raise ValueError(f"stage {stage.name} has no per-teacher done-marker")
-    root = folder if folder is not None else stage.done_marker(Path(run_dir), 0).parent.parent
-    return layout.find_teachers(root, lambda t: stage.done_marker(Path(run_dir), t))
-
-
 def load(target: str) -> Any:
     """``module:attribute`` -> the attribute, imported now (stage code loads only when a stage runs)."""
     module, _, attribute = target.partition(":")

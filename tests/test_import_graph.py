@@ -1,5 +1,5 @@
 """The package's import graph (every ``import``, lazy ones included, read with ``ast``): no circle, and
-the orchestration layers point one way: cli -> pipeline -> stage_cli -> runner -> stage_table -> stage code
+the orchestration layers point one way: cli -> pipeline -> runner -> stage_table -> stage code
 -> shared helpers (layout, io, seeding, errors)."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ PACKAGE = "pate_lightning"
 LAYERS = [
     {"cli", "__main__"},
     {"pipeline", "run_report"},
-    {"stage_cli"},
     {"runner", "summary"},
     {"stage_table"},
     None,  # stage code: every module not named in another layer
@@ -100,5 +99,5 @@ def test_imports_point_down_the_layers():
     assert {m: t for m, t in upward.items() if t} == {}
     # the orchestration chain really is wired as documented
     assert {"pate_lightning.pipeline"} <= graph["pate_lightning.cli"]
-    assert {"pate_lightning.runner", "pate_lightning.stage_table"} <= graph["pate_lightning.stage_cli"]
+    assert {"pate_lightning.runner", "pate_lightning.stage_table"} <= graph["pate_lightning.pipeline"]
     assert "pate_lightning.stage_table" in graph["pate_lightning.runner"]

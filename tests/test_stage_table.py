@@ -10,7 +10,7 @@ from lightning.pytorch import Trainer
 from pate_lightning import pipeline, runner, stage_table
 from pate_lightning.cli import cli_main
 from pate_lightning.errors import PateError
-from pate_lightning.stage_cli import PateCLI
+from pate_lightning.runner import PateCLI
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 
