@@ -52,7 +52,7 @@ def run_command(name: str, argv: list[str]) -> None:
     """A plain command (``stage_table.COMMANDS``) with its settings from ``argv`` (and ``--config`` files)."""
     from jsonargparse import CLI
 
-    CLI(stage_table.COMMANDS[name].load_target(), args=argv, as_positional=False)
+    CLI(stage_table.COMMANDS[name].load_target(), args=argv, as_positional=False, prog=f"pate-lightning {name}")
 
 
 def cli_main(args: Optional[list[str]] = None) -> None:

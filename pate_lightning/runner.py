@@ -217,6 +217,7 @@ class PateCLI(LightningCLI):
             # hparams must be the arguments each group was built with, not the parsed config
             load_from_checkpoint_support=False,
             trainer_defaults={"logger": False},
+            parser_kwargs={"prog": f"pate-lightning {self.method}"},
             args=argv[1:],
             run=False,
         )
