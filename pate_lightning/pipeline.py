@@ -219,7 +219,8 @@ def pipeline_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pate-lightning pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. configs/demo.yaml")
     # --from and --no-summary: the spellings before the flags took jsonargparse's style
-    parser.add_argument("--from_stage", "--from", dest="from_stage", choices=STAGE_NAMES, help="re-run from this stage on")
+    parser.add_argument("--from_stage", choices=STAGE_NAMES, help="re-run from this stage on")
+    parser.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help=argparse.SUPPRESS)
     parser.add_argument("--run_dir", help="override the config's run_dir")
     parser.add_argument("--summary", type=_bool, default=True, metavar="{true,false}",
                         help="print the closing table and write the pictures (default true)")
