@@ -100,3 +100,10 @@ def test_a_stage_never_runs_without_its_writer(tmp_path):
     with pytest.raises(PateError, match="stage generate: the Trainer has no LabelingCallback"):
         PateCLI(args)
     assert not (tmp_path / "run/teachers/teacher_0/selection_report.json").exists()
+
+
+def test_the_architecture_notes_list_every_stage_with_its_command_and_config():
+    text = (REPO / "docs/architecture.md").read_text().split("## Stages")[1]
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    for stage in stage_table.STAGES:
+        assert f"`{stage.command}`" in rows[stage.name] and (stage.config or "-") in rows[stage.name]
