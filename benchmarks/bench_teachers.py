@@ -93,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = "cuda" if args.accelerator in ("gpu", "cuda") else "cpu"
-    size = args.ensemble_size or default_ensemble_size(args.accelerator)
+    size = args.ensemble_size or default_ensemble_size(args.accelerator, "teacher_vae")
     out = Path(args.out)
     peak = matmul_gflops(size=8192 if device == "cuda" else 2048, device=device)
     result: dict = {

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Optional
 
-
+from pate_lightning import layout
 from pate_lightning.data.sources import load_split, prepare
 from pate_lightning.errors import PateError
 from pate_lightning.teachers import find_teacher_ids, load_teacher_ensemble, teacher_log_probs
@@ -44,7 +44,8 @@ def accuracy_table(accuracy: dict[int, float]) -> str:
 
 
 def eval_teachers_command(
-    teachers_dir: str = "trained_nets",
+    run_dir: str = ".",
+    teachers_dir: str = layout.TRAINED_NETS,
     teacher_ids: Optional[list[int]] = None,
     data_dir: str = "data",
     normalization: Optional[str] = None,
@@ -53,12 +54,13 @@ def eval_teachers_command(
     """Evaluate teacher classifiers ({teachers_dir}/{id}/model.pth) on the full test set and print a table.
 
     Args:
-        teachers_dir: folder of teacher folders, saferlearn's layout.
+        run_dir: the run directory.
+        teachers_dir: folder of teacher folders, saferlearn's layout; relative to run_dir unless absolute.
         teacher_ids: teachers to evaluate (default: every folder with a model.pth).
         data_dir: dataset folder.
         normalization: mnist or half; default what each teacher recorded (mnist when none).
         dataset: mnist, fashion_mnist, kmnist or emnist.
     """
-    accuracy = evaluate_teachers(teachers_dir, teacher_ids, data_dir, normalization, dataset)
+    accuracy = evaluate_teachers(layout.classifiers_root(run_dir, teachers_dir), teacher_ids, data_dir, normalization, dataset)
     print(accuracy_table(accuracy))
     return accuracy

@@ -64,7 +64,7 @@ def evaluate_teacher(
         "criteria": {name: value for name, value in criteria.items() if name != "all_passed"},
         "all_passed": criteria["all_passed"],
         "reference": None if reference_report is None else {
-            "path": "reference/model.pth", "sha256": reference_report["sha256"],
+            "path": str(layout.reference_model_file(run_dir).relative_to(run_dir)), "sha256": reference_report["sha256"],
             "heldout_accuracy": reference_report["heldout_accuracy"],
         },
         "inputs": {name: {"path": str(path.relative_to(run_dir)), "sha256": sha256_file(path)} for name, path in files.items()},
@@ -107,7 +107,8 @@ def evaluate_command(
     wanted = done if teacher_ids is None else [int(t) for t in teacher_ids]
     missing = [t for t in wanted if t not in done]
     if missing:
-        raise PateError(f"teachers {missing} have no selection_report.json; run the generate stage for them first.", root / "teachers")
+        raise PateError(f"teachers {missing} have no selection_report.json; run the generate stage for them first.",
+                        layout.teachers_root(root))
     if not wanted:
         raise PateError("no teacher has a synthetic dataset yet; run `pate-lightning predict --config configs/generate.yaml`.", root)
     thresholds = evaluation.CriteriaThresholds(

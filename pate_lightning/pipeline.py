@@ -14,36 +14,20 @@ import argparse
 import copy
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import yaml
 
+from pate_lightning import layout, stage_table
 from pate_lightning.errors import PateError
 from pate_lightning.io import read_json, sha256_json, write_json, write_text
+from pate_lightning.stage_table import Stage
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "pipeline_state.json"
 SHARED_KEYS = ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids", "accelerator", "devices", "ensemble_size")
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    kind: str  # "fit" / "predict" (LightningCLI with a base config) or "command"
-    base_config: Optional[str] = None  # file name, looked up beside the pipeline config
-
-
-STAGES = (
-    Stage("teacher_classifier", "fit", "teacher_classifier.yaml"),
-    Stage("teacher_vae", "fit", "teacher_vae.yaml"),
-    Stage("generate", "predict", "generate.yaml"),
-    Stage("evaluate", "command"),
-    Stage("combine", "command"),
-    Stage("pate", "command"),
-)
+STAGES = stage_table.PIPELINE_STAGES
 STAGE_NAMES = [s.name for s in STAGES]
 
 
@@ -68,17 +52,21 @@ def load_config(path: Path) -> dict[str, Any]:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise PateError(f"is not valid YAML ({error}).", path) from None
-    unknown = set(config) - set(SHARED_KEYS) - set(STAGE_NAMES) - {"seed"}
-    if unknown:
+    if "seed" in config:
+        # a top-level seed used to be accepted and passed nowhere; each stage's seed is a setting of its own
         raise PateError(
-            f"unknown keys {sorted(unknown)}; allowed: shared {list(SHARED_KEYS)} + ['seed'] and stages {STAGE_NAMES}.", path
+            "a top-level seed is not a pipeline setting (it was ignored before); set the seed of each stage in its "
+            "section, e.g. teacher_vae: {data: {init_args: {seed: 43}}, model: {init_args: {seed: 43}}}.", path
         )
+    unknown = set(config) - set(SHARED_KEYS) - set(STAGE_NAMES)
+    if unknown:
+        raise PateError(f"unknown keys {sorted(unknown)}; allowed: shared {list(SHARED_KEYS)} and stages {STAGE_NAMES}.", path)
     return config
 
 
 def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Path) -> dict[str, Any]:
     """The stage's full LightningCLI config: base file, then its pipeline section, then shared keys."""
-    base_path = config_dir / stage.base_config
+    base_path = config_dir / Path(stage.config).name
     if not base_path.is_file():
         raise PateError(f"base config of stage {stage.name} not found.", base_path)
     merged = deep_merge(yaml.safe_load(base_path.read_text()), config.get(stage.name) or {})
@@ -131,12 +119,10 @@ class Pipeline:
         self.from_stage = from_stage
 
     def _state(self) -> dict[str, Any]:
-        path = self.run_dir / STATE_FILE
+        path = layout.pipeline_state_file(self.run_dir)
         return read_json(path) if path.exists() else {}
 
     def run(self) -> dict[str, Any]:
-        from pate_lightning.cli import COMMANDS, cli_main
-
         state = self._state()
         previous_hash = ""
         forced = False
@@ -144,7 +130,7 @@ class Pipeline:
         for number, stage in enumerate(STAGES, 1):
             forced = forced or stage.name == self.from_stage
             if stage.kind == "command":
-                function = COMMANDS[stage.name]
+                function = stage.load_target()
                 settings: dict[str, Any] = command_stage_args(stage, self.config, function)
             else:
                 settings = lightning_stage_config(stage, self.config, self.config_path.parent)
@@ -159,7 +145,7 @@ class Pipeline:
             log.info("[pipeline %d/%d] %s: running%s (elapsed %.0fs)", number, len(STAGES), stage.name,
                      " (overwrite)" if overwrite else "", time.perf_counter() - started)
             state[stage.name] = {"hash": digest, "status": "running"}
-            write_json(self.run_dir / STATE_FILE, state)
+            write_json(layout.pipeline_state_file(self.run_dir), state)
             stage_started = time.perf_counter()
             try:
                 if stage.kind == "command":
@@ -167,9 +153,7 @@ class Pipeline:
                         settings = {**settings, "overwrite": overwrite}
                     call_command(function, settings)
                 else:
-                    stage_file = self.run_dir / ".pipeline" / f"{stage.name}.yaml"
-                    write_text(stage_file, yaml.safe_dump(settings, sort_keys=False))
-                    cli_main([stage.kind, "--config", str(stage_file), f"--overwrite={str(overwrite).lower()}"])
+                    run_lightning_stage(stage, settings, self.run_dir, overwrite)
             except (PateError, ValueError) as error:
                 raise PateError(f"stage {stage.name} failed: {error}") from None
             except SystemExit as exit_:
@@ -179,10 +163,19 @@ class Pipeline:
                 "hash": digest, "status": "done", "seconds": round(time.perf_counter() - stage_started, 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": record.get("runs", 0) + 1,
             }
-            write_json(self.run_dir / STATE_FILE, state)
+            write_json(layout.pipeline_state_file(self.run_dir), state)
             forced = forced or overwrite  # stages after a re-run one see new inputs
         log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
         return state
+
+
+def run_lightning_stage(stage: Stage, settings: dict[str, Any], run_dir: Path, overwrite: bool) -> None:
+    """A fit/predict stage from its merged config, written beside the outputs first (for inspection and reruns)."""
+    from pate_lightning.runner import PateCLI
+
+    stage_file = layout.pipeline_stage_config(run_dir, stage.name)
+    write_text(stage_file, yaml.safe_dump(settings, sort_keys=False))
+    PateCLI([stage.kind, "--config", str(stage_file), f"--overwrite={str(overwrite).lower()}"])
 
 
 def call_command(function: Callable[..., Any], settings: dict[str, Any]) -> Any:
@@ -213,16 +206,33 @@ def _parameters(function: Callable[..., Any]) -> set[str]:
     return set(inspect.signature(function).parameters)
 
 
-def pipeline_main(argv: list[str]) -> None:
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def pipeline_parser() -> argparse.ArgumentParser:
+    """``pate-lightning pipeline --config FILE [--from_stage NAME] [--run_dir DIR] [--summary false]``."""
     parser = argparse.ArgumentParser(prog="pate-lightning pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. configs/demo.yaml")
-    parser.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help="re-run from this stage on")
+    # --from and --no-summary: the spellings before the flags took jsonargparse's style
+    parser.add_argument("--from_stage", choices=STAGE_NAMES, help="re-run from this stage on")
+    parser.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help=argparse.SUPPRESS)
     parser.add_argument("--run_dir", help="override the config's run_dir")
-    parser.add_argument("--no-summary", action="store_true", help="skip the closing table and pictures")
-    args = parser.parse_args(argv)
+    parser.add_argument("--summary", type=_bool, default=True, metavar="{true,false}",
+                        help="print the closing table and write the pictures (default true)")
+    parser.add_argument("--no-summary", dest="summary", action="store_false", help=argparse.SUPPRESS)
+    return parser
+
+
+def pipeline_main(argv: list[str]) -> None:
+    args = pipeline_parser().parse_args(argv)
     pipeline = Pipeline(args.config, args.from_stage, args.run_dir)
     pipeline.run()
-    if not args.no_summary:
+    if args.summary:
         from pate_lightning.run_report import print_run_report
 
         print_run_report(pipeline.run_dir)

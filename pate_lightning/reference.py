@@ -66,7 +66,7 @@ def load_or_train_reference(
     """The cached reference classifier (eval mode) and its report; trained first when absent or stale."""
     folder = layout.reference_dir(run_dir)
     settings = {"dataset": dataset, "epochs": epochs, "seed": seed, "batch_size": batch_size, "normalization": "mnist"}
-    model_file, report_file = folder / "model.pth", folder / "report.json"
+    model_file, report_file = layout.reference_model_file(run_dir), layout.reference_report_file(run_dir)
     if model_file.is_file() and report_file.is_file():
         report = read_json(report_file)
         if report.get("settings") == settings and report.get("sha256") == sha256_file(model_file):

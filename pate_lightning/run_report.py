@@ -40,18 +40,15 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def teacher_ids_in(run_dir: Path) -> list[int]:
-    found = set()
-    for folder in ("teachers", "teacher_vaes"):
-        for path in (run_dir / folder).glob("teacher_*"):
-            suffix = path.name.split("_")[-1]
-            if suffix.isdigit():
-                found.add(int(suffix))
-    return sorted(found)
+    """Teachers with a folder under ``teachers/`` or ``teacher_vaes/``."""
+    found = layout.find_teachers(layout.teachers_root(run_dir), lambda t: layout.teacher_dir(run_dir, t))
+    found += layout.find_teachers(layout.vaes_root(run_dir), lambda t: layout.vae_dir(run_dir, t))
+    return sorted(set(found))
 
 
 def kept_grid(run_dir: Path, teacher_id: int, limit: int = 40) -> Optional[Path]:
-    samples_file = layout.teacher_dir(run_dir, teacher_id) / "synthetic_samples.pt"
-    labels_file = layout.teacher_dir(run_dir, teacher_id) / "labels.csv"
+    samples_file = layout.synthetic_samples_file(run_dir, teacher_id)
+    labels_file = layout.labels_file(run_dir, teacher_id)
     if not samples_file.exists() or not labels_file.exists():
         return None
     samples = torch.load(samples_file, weights_only=True)
@@ -70,11 +67,11 @@ def kept_grid(run_dir: Path, teacher_id: int, limit: int = 40) -> Optional[Path]
         ax.imshow(samples[index, 0], cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"{label} ({float(confidence):.2f})", fontsize=7)
     fig.suptitle(f"teacher {teacher_id}: kept samples, label (confidence)", fontsize=9)
-    return _save(fig, run_dir / "figures" / f"kept_teacher_{teacher_id}.png")
+    return _save(fig, layout.figure_file(run_dir, f"kept_teacher_{teacher_id}"))
 
 
 def rejected_grid(run_dir: Path, teacher_id: int, per_reason: int = 8) -> Optional[Path]:
-    path = layout.teacher_dir(run_dir, teacher_id) / "rejected_examples.pt"
+    path = layout.rejected_examples_file(run_dir, teacher_id)
     if not path.exists():
         return None
     examples = torch.load(path, weights_only=True)  # reason -> (n, 1, 28, 28)
@@ -90,12 +87,12 @@ def rejected_grid(run_dir: Path, teacher_id: int, per_reason: int = 8) -> Option
                 ax.imshow(examples[reason][col, 0], cmap="gray", vmin=0, vmax=1)
         axes[row, 0].set_title(reason, fontsize=8, loc="left")
     fig.suptitle(f"teacher {teacher_id}: rejected candidates by reason", fontsize=9)
-    return _save(fig, run_dir / "figures" / f"rejected_teacher_{teacher_id}.png")
+    return _save(fig, layout.figure_file(run_dir, f"rejected_teacher_{teacher_id}"))
 
 
 def loss_curves(run_dir: Path, teacher_id: int) -> Optional[Path]:
-    vae = _json(layout.vae_dir(run_dir, teacher_id) / "training_report.json")
-    classifier = _json(layout.classifier_dir(run_dir, teacher_id) / "report.json")
+    vae = _json(layout.vae_report_file(run_dir, teacher_id))
+    classifier = _json(layout.classifier_report_file(layout.classifiers_root(run_dir), teacher_id))
     if vae is None and classifier is None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
@@ -119,11 +116,11 @@ def loss_curves(run_dir: Path, teacher_id: int) -> Optional[Path]:
     axes[1].set_title("classifier", fontsize=9)
     axes[1].set_xlabel("epoch")
     fig.suptitle(f"teacher {teacher_id}", fontsize=9)
-    return _save(fig, run_dir / "figures" / f"losses_teacher_{teacher_id}.png")
+    return _save(fig, layout.figure_file(run_dir, f"losses_teacher_{teacher_id}"))
 
 
 def funnel_chart(run_dir: Path, teacher_ids: list[int]) -> Optional[Path]:
-    reports = {t: _json(layout.teacher_dir(run_dir, t) / "selection_report.json") for t in teacher_ids}
+    reports = {t: _json(layout.selection_report_file(run_dir, t)) for t in teacher_ids}
     reports = {t: r for t, r in reports.items() if r and "funnel" in r}
     if not reports:
         return None
@@ -138,7 +135,7 @@ def funnel_chart(run_dir: Path, teacher_ids: list[int]) -> Optional[Path]:
     ax.set_title("selection funnel: pool -> confident -> non-memorized -> diverse -> kept (quota)", fontsize=9)
     if len(reports) <= 10:
         ax.legend(fontsize=7)
-    return _save(fig, run_dir / "figures" / "selection_funnel.png")
+    return _save(fig, layout.figure_file(run_dir, "selection_funnel"))
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -152,10 +149,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def teacher_rows(run_dir: Path, teacher_ids: list[int]) -> list[list[str]]:
     rows = []
     for teacher_id in teacher_ids:
-        classifier = _json(layout.classifier_dir(run_dir, teacher_id) / "report.json") or {}
-        vae = (_json(layout.vae_dir(run_dir, teacher_id) / "training_report.json") or {}).get("final") or {}
-        selection = _json(layout.teacher_dir(run_dir, teacher_id) / "selection_report.json") or {}
-        evaluation = _json(layout.teacher_dir(run_dir, teacher_id) / "evaluation_report.json") or {}
+        classifier = _json(layout.classifier_report_file(layout.classifiers_root(run_dir), teacher_id)) or {}
+        vae = (_json(layout.vae_report_file(run_dir, teacher_id)) or {}).get("final") or {}
+        selection = _json(layout.selection_report_file(run_dir, teacher_id)) or {}
+        evaluation = _json(layout.evaluation_report_file(run_dir, teacher_id)) or {}
         criteria = evaluation.get("criteria", {})
         cells = [str(teacher_id), _fmt(classifier.get("test_accuracy")), _fmt(vae.get("recon"), 1), _fmt(vae.get("kl"), 1),
                  _fmt(selection.get("pool_size")), _fmt(selection.get("kept"))]
@@ -176,7 +173,7 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def pate_lines(run_dir: Path) -> list[str]:
-    report = _json(run_dir / "pate" / "report.json")
+    report = _json(layout.pate_report_file(run_dir))
     if not report:
         return []
     runs = report.get("runs") or [report]

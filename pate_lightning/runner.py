@@ -1,48 +1,42 @@
-"""Runs a stage teacher group by teacher group: fresh module, data and Trainer per group.
+"""Runs a fit/predict stage teacher group by teacher group: fresh module, data and Trainer per group.
 
 A group is up to ``ensemble_size`` teachers of equal shard size, trained stacked in one
 module. Teachers whose stage report is readable are skipped (unless ``overwrite``), and each group's
 files are written when its run ends, so an interrupted run loses at most the group in progress.
+The stage's record in ``stage_table`` says which marker, which writer callback and which
+default ensemble size; nothing registers itself at import time.
+
+``PateCLI`` (public Lightning API only) parses the stage's config with ``LightningCLI(run=False)``;
+for each group the same config, restricted to the group, is instantiated again with the parser's
+``instantiate_classes`` and ``build_trainer`` makes a fresh ``Trainer(**kwargs)`` with the stage's writer.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import shutil
+import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from pate_lightning import layout
+from pate_lightning import layout, stage_table, summary
+from pate_lightning.callbacks.group_checkpoint import LAST, GroupCheckpoint, resumable
 from pate_lightning.errors import PateError
 from pate_lightning.io import read_json
+from pate_lightning.parallel import teacher_parallel
+from pate_lightning.stage_table import Stage
 
 log = logging.getLogger(__name__)
 
-# stage name -> the file whose presence means a teacher's stage is complete (written last)
-DONE_MARKERS: dict[str, Callable[[Path, int], Path]] = {
-    "teacher_vae": lambda run_dir, t: layout.vae_dir(run_dir, t) / "training_report.json",
-}
-# stage name -> callback class that writes the stage's per-teacher files; takes (run_dir)
-EXPORTERS: dict[str, Callable[[Path], Callback]] = {}
-
-# Teachers per stacked step when not set, per stage and accelerator: measured (README, Scale section).
-# On a 2-core CPU the VAE gains up to 16 (per-step overhead amortised) while the convolutional
-# classifier is fastest at 4 (its stacked activations leave the cache beyond that). On an H200
-# larger stacks were faster for both (VAE: 161, 182, 201 teacher-epochs/s at 32, 64, 125;
-# classifier: 110.4 s at 64, 106.3 s at 250 for 250 teachers x 20 epochs), so the whole partition.
-DEFAULT_ENSEMBLE_SIZE = {"cpu": 16, "gpu": 250}
-STAGE_ENSEMBLE_SIZE = {"teacher_classifier": {"cpu": 4, "gpu": 250}}
-
-
-def register_stage(
-    stage: str, marker: Callable[[Path, int], Path], exporter: Optional[Callable[[Path], Callback]] = None
-) -> None:
-    """``exporter`` None: the stage's files are written by a callback the config names (e.g. ``generate``)."""
-    DONE_MARKERS[stage] = marker
-    if exporter is not None:
-        EXPORTERS[stage] = exporter
+# (teacher group, placement) -> the group's module, datamodule and Trainer keyword arguments (as configured)
+GroupBuilder = Callable[[list[int], teacher_parallel.Placement], tuple[LightningModule, LightningDataModule, dict[str, Any]]]
 
 
 def teacher_groups(teacher_ids: Sequence[int], shard_sizes: dict[int, int], group_size: int) -> list[list[int]]:
@@ -82,17 +76,134 @@ def is_done(marker: Path) -> bool:
 
 
 def pending_teachers(stage: str, run_dir: Path, teacher_ids: Sequence[int], overwrite: bool) -> list[int]:
-    if overwrite or stage not in DONE_MARKERS:
+    marker = stage_table.get(stage).done_marker
+    if overwrite or marker is None:
         return list(teacher_ids)
-    return [t for t in teacher_ids if not is_done(DONE_MARKERS[stage](run_dir, t))]
+    return [t for t in teacher_ids if not is_done(marker(Path(run_dir), t))]
 
 
-def default_ensemble_size(accelerator: Optional[str], stage: Optional[str] = None) -> int:
+def default_ensemble_size(accelerator: Optional[str], stage: str) -> int:
     import torch
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator in (None, "auto") and torch.cuda.is_available())
-    table = STAGE_ENSEMBLE_SIZE.get(stage or "", DEFAULT_ENSEMBLE_SIZE)
-    return table["gpu" if on_gpu else "cpu"]
+    return stage_table.get(stage).ensemble_size["gpu" if on_gpu else "cpu"]
+
+
+def stage_callbacks(
+    stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any], checkpoint_every: int
+) -> list[Callback]:
+    """What the runner adds to a group's Trainer: the stage's exporter, then (fit) its group checkpoint.
+
+    May set ``trainer_kwargs["enable_checkpointing"]`` to False so Lightning adds no per-epoch ModelCheckpoint.
+    """
+    callbacks: list[Callback] = []
+    if stage.writer is not None and not stage.writer_from_config:
+        callbacks.append(stage.writer_class()(run_dir))
+    if method == "fit" and trainer_kwargs.get("enable_checkpointing") is not False:
+        # after the exporter, so each checkpoint holds the history of the epoch it ends
+        callbacks.append(GroupCheckpoint(layout.checkpoints_dir(run_dir, stage.name, group), checkpoint_every))
+        if not any(isinstance(c, ModelCheckpoint) for c in trainer_kwargs.get("callbacks") or []):
+            trainer_kwargs["enable_checkpointing"] = False
+    return callbacks
+
+
+def require_writer(stage: Stage, trainer: Trainer) -> None:
+    """A stage whose table entry names a writer never runs without it: it would finish and write nothing."""
+    writer = stage.writer_class()
+    if writer is not None and not any(isinstance(c, writer) for c in trainer.callbacks):
+        where = "the config's trainer.callbacks must list it" if stage.writer_from_config else "the runner adds it"
+        raise PateError(
+            f"stage {stage.name}: the Trainer has no {writer.__name__}, so no teacher's files would be written "
+            f"({where}; see {stage.config})."
+        )
+
+
+def build_trainer(stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any],
+                  checkpoint_every: int) -> Trainer:
+    """The group's Trainer: the configured callbacks, then the stage's; checked to hold the stage's writer."""
+    kwargs = dict(trainer_kwargs)
+    extra = stage_callbacks(stage, method, run_dir, group, kwargs, checkpoint_every)
+    kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
+    trainer = Trainer(**kwargs)
+    require_writer(stage, trainer)
+    return trainer
+
+
+def run_stage(
+    method: str, model: LightningModule, data: LightningDataModule, trainer_config: dict[str, Any],
+    build_group: GroupBuilder, overwrite: bool = False, ensemble_size: Optional[int] = None,
+    checkpoint_every: int = 10, ckpt_path: Optional[str] = None, return_predictions: bool = False,
+) -> None:
+    """Run ``method`` (fit or predict) of ``model``'s stage over the teachers ``data`` selects, group by group.
+
+    ``model`` and ``data`` are the configured instances (every teacher); ``build_group`` makes the
+    instances of one group. Teachers are shared out over Lightning's launchers (teacher-parallel).
+    """
+    stage = stage_table.of_module(model)
+    if ensemble_size is not None and ensemble_size < 1:
+        raise ValueError(f"ensemble_size must be >= 1 (teachers stacked per step) or null, got {ensemble_size}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every_n_epochs must be >= 1, got {checkpoint_every}")
+    if method != stage.kind:
+        raise PateError(f"stage {stage.name} runs with `pate-lightning {stage.kind}`, not {method} ({stage.config}).")
+    data.prepare_data()
+    data.setup(method)
+    run_dir = data.run_dir
+
+    def work(placement: teacher_parallel.Placement) -> list[int]:
+        todo = pending_teachers(stage.name, run_dir, data.selected, overwrite)
+        skipped = len(data.selected) - len(todo)
+        if skipped and placement.global_rank == 0:
+            log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage.name, skipped)
+        mine = placement.share(todo)
+        size = ensemble_size if ensemble_size is not None else default_ensemble_size(placement.accelerator, stage.name)
+        groups = teacher_groups(mine, {t: len(data.shards[t]) for t in mine}, size)
+        label = stage.name if placement.world_size == 1 else f"{stage.name} rank {placement.global_rank}"
+        progress = Progress(label, len(mine))
+        for group in groups:
+            group_model, group_data, trainer_kwargs = build_group(group, placement)
+            trainer = build_trainer(stage, method, run_dir, group, trainer_kwargs, checkpoint_every)
+            if method == "fit":
+                resume = _resume(stage, run_dir, group, group_model, group_data, ckpt_path)
+                # a checkpoint is a pickle: only tensors and plain containers are unpickled (weights_only)
+                trainer.fit(group_model, datamodule=group_data, ckpt_path=resume, weights_only=True)
+                if not pending_teachers(stage.name, run_dir, group, False):
+                    # the group's files are written; its checkpoint is only for a group still training
+                    folder = layout.checkpoints_dir(run_dir, stage.name, group)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    _remove_empty(folder.parent, stop=Path(run_dir))
+            else:
+                trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions, ckpt_path=ckpt_path)
+            log.info(progress.advance(len(group)))
+        return mine
+
+    placement, _ = teacher_parallel.launch(trainer_config, work)
+    if placement.global_rank == 0:
+        summary.record_stage(run_dir, stage.name, data.selected, world_size=placement.world_size)
+
+
+def _resume(
+    stage: Stage, run_dir: Path, group: list[int], model: LightningModule, data: LightningDataModule,
+    ckpt_path: Optional[str],
+) -> Optional[str]:
+    """``ckpt_path``, else the group's ``last.ckpt`` when it was interrupted after a checkpoint."""
+    if ckpt_path is not None:
+        return ckpt_path
+    path = layout.checkpoints_dir(run_dir, stage.name, group) / LAST
+    if not resumable(path, model, data):
+        return None
+    log.info("[%s] teachers %s: resuming from %s", stage.name, group, path)
+    return str(path)
+
+
+def _remove_empty(folder: Path, stop: Path) -> None:
+    """Removes ``folder`` and its empty parents up to (not including) ``stop``: no empty checkpoint tree is left."""
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        try:
+            folder.rmdir()
+        except OSError:  # another teacher-parallel process just wrote into it, or removed it first
+            return
+        folder = folder.parent
 
 
 class Progress:
@@ -106,3 +217,74 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
         return f"[{self.stage}] {self.done}/{self.total} teachers, elapsed {elapsed:.0f}s, ETA {eta:.0f}s"
+
+
+class PateCLI(LightningCLI):
+    """``PateCLI(["fit", "--config", "configs/teacher_vae.yaml", ...])`` runs the stage; ``run=False`` only parses.
+
+    Args:
+        args: the command (``fit`` or ``predict``) followed by its options; default ``sys.argv[1:]``.
+        run: run the stage over every selected teacher (``run_stage``) right away.
+    """
+
+    def __init__(self, args: Optional[list[str]] = None, run: bool = True) -> None:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not argv or argv[0] not in stage_table.LIGHTNING_KINDS:
+            raise PateError(f"PateCLI runs {' or '.join(stage_table.LIGHTNING_KINDS)} stages; got {argv[:1] or 'no command'}.")
+        self.method = argv[0]
+        # LightningCLI warns when given both args and sys.argv; sys.argv must stay intact
+        # because the teacher-parallel launcher re-runs it in child processes.
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
+        super().__init__(
+            model_class=LightningModule,
+            datamodule_class=LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=None,
+            seed_everything_default=42,
+            auto_configure_optimizers=False,
+            # hparams must be the arguments each group was built with, not the parsed config
+            load_from_checkpoint_support=False,
+            trainer_defaults={"logger": False},
+            parser_kwargs={"prog": f"pate-lightning {self.method}"},
+            args=argv[1:],
+            run=False,
+        )
+        if run:
+            self.run_stage()
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--overwrite", type=bool, default=False, help="Redo teachers whose outputs exist.")
+        parser.add_argument(
+            "--ensemble_size", type=Optional[int], default=None,
+            help="Teachers stacked in one optimizer step (default: per stage and accelerator, stage_table.py).",
+        )
+        parser.add_argument(
+            "--checkpoint_every_n_epochs", type=int, default=10,
+            help="fit: how often a training group's last.ckpt is replaced; a rerun resumes the group from it.",
+        )
+        parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="Checkpoint every group starts from.")
+        parser.add_argument(
+            "--return_predictions", type=bool, default=False,
+            help="predict: also keep every decoded batch in memory (the stage's writer callback consumes them).",
+        )
+
+    def run_stage(self) -> None:
+        """Every selected teacher, group by group (see ``run_stage``)."""
+        run_stage(
+            self.method, self.model, self.datamodule, vars(self.config.trainer), self.instantiate_group,
+            overwrite=self.config.overwrite, ensemble_size=self.config.ensemble_size,
+            checkpoint_every=self.config.checkpoint_every_n_epochs, ckpt_path=self.config.ckpt_path,
+            return_predictions=self.config.return_predictions,
+        )
+
+    def instantiate_group(
+        self, group: list[int], placement: teacher_parallel.Placement
+    ) -> tuple[LightningModule, LightningDataModule, dict[str, Any]]:
+        """The group's module, datamodule and Trainer arguments, instantiated from the config restricted to ``group``."""
+        config = copy.deepcopy(self.config)
+        config.model.init_args.teacher_ids = group
+        config.data.init_args.teacher_ids = group
+        init = self.parser.instantiate_classes(config)
+        # the Trainer itself is not instantiated by the parser: its arguments, callbacks instantiated
+        return init.model, init.data, {**vars(init.trainer), **placement.device_kwargs()}

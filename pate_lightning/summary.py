@@ -7,11 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pate_lightning import runner
+from pate_lightning import layout, stage_table
 from pate_lightning.io import read_json, write_json
-
-SUMMARY_FILE = "run_summary.json"
-
 
 def _brief(report: dict[str, Any]) -> dict[str, Any]:
     """The scalar fields of a report (curves and nested tables stay in the report itself)."""
@@ -22,7 +19,7 @@ def _brief(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / SUMMARY_FILE
+    path = layout.run_summary_file(run_dir)
     if not path.exists():
         return {}
     try:
@@ -35,8 +32,9 @@ def record_stage(run_dir: Path, stage: str, teacher_ids: Sequence[int], world_si
     """Merge the stage's per-teacher reports into ``run_summary.json`` (atomically)."""
     teachers: dict[str, Any] = {}
     missing = []
+    done_marker = stage_table.get(stage).done_marker
     for teacher_id in teacher_ids:
-        marker = runner.DONE_MARKERS[stage](Path(run_dir), teacher_id) if stage in runner.DONE_MARKERS else None
+        marker = done_marker(Path(run_dir), teacher_id) if done_marker is not None else None
         if marker is None or not marker.exists():
             missing.append(teacher_id)
             continue
@@ -44,7 +42,7 @@ def record_stage(run_dir: Path, stage: str, teacher_ids: Sequence[int], world_si
     summary = read_summary(run_dir)
     section = {"processes": world_size, "teachers_done": len(teachers), "teachers_missing": missing,
                "teachers": teachers, **extra}
-    path = Path(run_dir) / SUMMARY_FILE
+    path = layout.run_summary_file(run_dir)
     if {k: v for k, v in summary.get(stage, {}).items() if k != "updated"} == json.loads(json.dumps(section)):
         return path  # nothing new: a rerun that only re-reads finished work writes nothing
     summary[stage] = {"updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **section}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +26,7 @@ class SyntheticSet:
 
 def finished_teachers(run_dir: str | Path) -> list[int]:
     """Teachers whose ``selection_report.json`` (the generate stage's done-marker) exists, ascending."""
-    found = []
-    for folder in (Path(run_dir) / "teachers").glob("teacher_*"):
-        match = re.fullmatch(r"teacher_(\d+)", folder.name)
-        if match and layout.selection_report_file(run_dir, int(match[1])).is_file():
-            found.append(int(match[1]))
-    return sorted(found)
+    return layout.find_teachers(layout.teachers_root(run_dir), lambda t: layout.selection_report_file(run_dir, t))
 
 
 def read_labels(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

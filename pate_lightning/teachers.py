@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from pate_lightning import layout
 from pate_lightning.errors import PateError
 from pate_lightning.io import load_state_dict
 from pate_lightning.models.classifier import UCStubModel
@@ -41,7 +42,7 @@ def normalization_from_name(name: str) -> Normalization:
 
 
 def classifier_path(teachers_dir: str | Path, teacher_id: int) -> Path:
-    return Path(teachers_dir) / str(teacher_id) / "model.pth"
+    return layout.classifier_file(Path(teachers_dir), teacher_id)
 
 
 def load_classifier(teachers_dir: str | Path, teacher_id: int) -> UCStubModel:
@@ -78,7 +79,7 @@ def classify_log_probs(
 
 
 def report_path(teachers_dir: str | Path, teacher_id: int) -> Path:
-    return Path(teachers_dir) / str(teacher_id) / "report.json"
+    return layout.classifier_report_file(Path(teachers_dir), teacher_id)
 
 
 def recorded_normalization(teachers_dir: str | Path, teacher_id: int) -> Optional[Normalization]:
@@ -168,6 +169,5 @@ def teacher_log_probs(
 
 
 def find_teacher_ids(teachers_dir: str | Path) -> list[int]:
-    """Ids of the teacher folders holding a ``model.pth``."""
-    root = Path(teachers_dir)
-    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "model.pth").is_file()) if root.is_dir() else []
+    """Ids of the teacher folders ``{teachers_dir}/{id}`` holding a ``model.pth``."""
+    return layout.find_teachers(teachers_dir, lambda t: classifier_path(teachers_dir, t))

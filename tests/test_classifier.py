@@ -128,6 +128,9 @@ def test_eval_teachers_prints_a_table_of_every_teacher_found(tmp_path, capsys):
     out = capsys.readouterr().out
     assert [line.split()[0] for line in out.splitlines()[2:5]] == ["0", "2", "10"]
     assert "3 teachers: mean" in out and "min" in out and "median" in out and "max" in out
+    # a relative teachers_dir is resolved against run_dir, like every *_dir setting inside a run
+    cli_main(["eval-teachers", "--run_dir", str(tmp_path), "--teachers_dir", "trained_nets", "--data_dir", str(data_dir)])
+    assert capsys.readouterr().out == out
     cli_main(["eval-teachers", "--teachers_dir", str(teachers_dir), "--data_dir", str(data_dir),
               "--teacher_ids", "[2]", "--normalization", "half"])
     assert "1 teachers: mean" in capsys.readouterr().out

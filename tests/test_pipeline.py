@@ -70,7 +70,7 @@ def test_from_reruns_that_stage_and_the_rest(tmp_path):
     path, _ = tiny_config(tmp_path)
     run_dir = tmp_path / "run"
     cli_main(["pipeline", "--config", str(path), "--no-summary"])
-    cli_main(["pipeline", "--config", str(path), "--no-summary", "--from", "combine"])
+    cli_main(["pipeline", "--config", str(path), "--summary", "false", "--from_stage", "combine"])
     assert runs(run_dir) == {"teacher_classifier": 1, "teacher_vae": 1, "generate": 1, "evaluate": 1,
                              "combine": 2, "pate": 2}
 
@@ -79,6 +79,9 @@ def test_unknown_keys_and_stages_are_clear_errors(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("run_dir: x\ntypo_stage: {}\n")
     with pytest.raises(PateError, match="unknown keys \\['typo_stage'\\]"):
+        Pipeline(path)
+    path.write_text("run_dir: x\nseed: 43\n")
+    with pytest.raises(PateError, match="top-level seed is not a pipeline setting"):
         Pipeline(path)
     with pytest.raises(ValueError, match="unknown stage"):
         Pipeline(REPO / "configs/demo.yaml", from_stage="nope")

@@ -45,11 +45,11 @@ class ClassifierExport(TeacherExport):
         test_images, test_labels = self._test_set
         log_probs = classify_log_probs(model, pl_module.normalize, test_images, device=pl_module.device)  # (N, 10)
         accuracy = float((log_probs.argmax(1).cpu() == test_labels).float().mean())
-        out = layout.classifier_dir(self.run_dir, teacher_id)
-        save_torch(out / "model.pth", state)
+        classifiers = layout.classifiers_root(self.run_dir)
+        save_torch(layout.classifier_file(classifiers, teacher_id), state)
         history = self.history[teacher_id]
         write_json(
-            out / "report.json",
+            layout.classifier_report_file(classifiers, teacher_id),
             {
                 "teacher_id": teacher_id,
                 "architecture": "UCStubModel",

@@ -28,21 +28,20 @@ class VAEExport(TeacherExport):
         self.samples = stacked_samples(pl_module)
 
     def export(self, trainer: Trainer, pl_module: LightningModule, k: int, teacher_id: int, seconds: float) -> None:
-        out = layout.vae_dir(self.run_dir, teacher_id)
         decoder = member_state_dict(pl_module.decoder, k)
         encoder = member_state_dict(pl_module.encoder, k)
-        save_torch(out / "decoder.pth", decoder)
+        save_torch(layout.decoder_file(self.run_dir, teacher_id), decoder)
         save_torch(
-            out / "vae_full.pth",
+            layout.vae_full_file(self.run_dir, teacher_id),
             {**{f"encoder.{n}": t for n, t in encoder.items()}, **{f"decoder.{n}": t for n, t in decoder.items()}},
         )
         samples = self.samples[k]
-        write_png_grid(out / "samples.png", samples)
+        write_png_grid(layout.vae_samples_file(self.run_dir, teacher_id), samples)
         self.add_image(teacher_id, "samples", samples, trainer.current_epoch)
         history = self.history[teacher_id]
         datamodule = trainer.datamodule
         write_json(
-            out / "training_report.json",
+            layout.vae_report_file(self.run_dir, teacher_id),
             {
                 "teacher_id": teacher_id,
                 "epochs": len(history),

@@ -1,0 +1,125 @@
+"""The stage table: one record per command of ``pate-lightning``, read by the CLI, the runner and the pipeline.
+
+A record names what a newcomer needs to follow a stage: the command that runs it, its default
+config, the file whose presence marks a teacher done (from ``layout``), the callback that writes
+its per-teacher files, and how many teachers train stacked per accelerator. Stage code is named
+by import path and loaded only when the stage runs, so ``pate-lightning --help`` stays fast and
+this module imports nothing but ``layout``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+from pate_lightning import layout
+
+LIGHTNING_KINDS = ("fit", "predict")  # run by the runner, teacher group by teacher group
+
+# Teachers per stacked step when not set, measured (docs/scale.md). On a 2-core CPU the VAE gains up
+# to 16 (per-step overhead amortised) while the convolutional classifier is fastest at 4 (its stacked
+# activations leave the cache beyond that). On an H200 larger stacks were faster for both (VAE: 161,
+# 182, 201 teacher-epochs/s at 32, 64, 125; classifier: 110.4 s at 64, 106.3 s at 250 for 250 teachers
+# x 20 epochs), so the whole partition.
+STACKED = {"cpu": 16, "gpu": 250}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One command of ``pate-lightning``.
+
+    Args:
+        name: the stage's name (pipeline section, ``logs/{name}``, ``run_summary.json`` key).
+        kind: ``fit``/``predict`` (a LightningCLI config run group by group) or ``command`` (a function).
+        help: one line for ``pate-lightning --help``.
+        config: default config, relative to the repository (None: the command's own defaults).
+        target: ``module:attribute``; the LightningModule of a fit/predict stage, the function of a command.
+        done_marker: (run_dir, teacher_id) -> the file written last for a teacher; present = done.
+        writer: ``module:Class`` of the callback that writes the per-teacher files.
+        writer_from_config: the config names the writer (its thresholds are settings), else the runner adds it.
+        ensemble_size: teachers stacked per step when ``--ensemble_size`` is not set, per accelerator.
+        in_pipeline: a step of ``pate-lightning pipeline``.
+    """
+
+    name: str
+    kind: str
+    help: str
+    config: Optional[str] = None
+    target: Optional[str] = None
+    done_marker: Optional[Callable[[Path, int], Path]] = None
+    writer: Optional[str] = None
+    writer_from_config: bool = False
+    ensemble_size: Mapping[str, int] = field(default_factory=lambda: dict(STACKED))
+    in_pipeline: bool = True
+
+    @property
+    def command(self) -> str:
+        """What a user types: ``fit``/``predict`` for Lightning stages, else the stage's own name."""
+        return self.kind if self.kind in LIGHTNING_KINDS else self.name
+
+    def load_target(self) -> Any:
+        return load(self.target)
+
+    def writer_class(self) -> Optional[type]:
+        return load(self.writer) if self.writer else None
+
+
+def _classifier_marker(run_dir: Path, teacher_id: int) -> Path:
+    return layout.classifier_report_file(layout.classifiers_root(run_dir), teacher_id)
+
+
+# In data-flow order: the pipeline runs the in_pipeline stages in this order.
+STAGES: tuple[Stage, ...] = (
+    Stage("prepare", "command", "make a dataset readable offline under --data_dir",
+          target="pate_lightning.data.prepare:prepare_command", in_pipeline=False),
+    Stage("teacher_classifier", "fit", "a classifier per teacher -> trained_nets/{id}/",
+          config="configs/teacher_classifier.yaml",
+          target="pate_lightning.modules.teacher_classifier:TeacherClassifierModule",
+          done_marker=_classifier_marker, writer="pate_lightning.callbacks.classifier_export:ClassifierExport",
+          ensemble_size={"cpu": 4, "gpu": 250}),
+    Stage("eval-teachers", "command", "test accuracy of a folder of teacher classifiers",
+          target="pate_lightning.eval_teachers:eval_teachers_command", in_pipeline=False),
+    Stage("teacher_vae", "fit", "a VAE per teacher -> teacher_vaes/teacher_{id}/",
+          config="configs/teacher_vae.yaml", target="pate_lightning.modules.teacher_vae:TeacherVAEModule",
+          done_marker=layout.vae_report_file, writer="pate_lightning.callbacks.vae_export:VAEExport"),
+    Stage("generate", "predict", "label and select synthetic data -> teachers/teacher_{id}/",
+          config="configs/generate.yaml", target="pate_lightning.modules.candidate_generator:CandidateGenerator",
+          done_marker=layout.selection_report_file, writer="pate_lightning.callbacks.labeling:LabelingCallback",
+          writer_from_config=True),
+    Stage("evaluate", "command", "success criteria of each synthetic dataset",
+          config="configs/evaluate.yaml", target="pate_lightning.evaluate_command:evaluate_command",
+          done_marker=layout.evaluation_report_file),
+    Stage("combine", "command", "pool the teachers' synthetic data -> synthetic/",
+          config="configs/combine.yaml", target="pate_lightning.combine:combine_command"),
+    Stage("pate", "command", "votes, noisy aggregation, privacy, student -> pate/",
+          config="configs/pate.yaml", target="pate_lightning.pate.command:pate_command"),
+)
+BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
+PIPELINE_STAGES: tuple[Stage, ...] = tuple(stage for stage in STAGES if stage.in_pipeline)
+COMMANDS: dict[str, Stage] = {stage.name: stage for stage in STAGES if stage.kind == "command"}
+
+
+def get(name: str) -> Stage:
+    """The stage called ``name``; an unknown name is an error listing the stages."""
+    if name not in BY_NAME:
+        raise ValueError(f"unknown stage {name!r}; choose one of {list(BY_NAME)}")
+    return BY_NAME[name]
+
+
+def of_module(module: Any) -> Stage:
+    """The fit/predict stage whose LightningModule ``module`` is (its class attribute ``stage``)."""
+    name = getattr(module, "stage", None)
+    if name not in BY_NAME or BY_NAME[name].kind not in LIGHTNING_KINDS:
+        raise ValueError(
+            f"model {type(module).__name__} is not a pate-lightning stage module; the fit/predict stages are "
+            + ", ".join(f"{s.name} ({s.target})" for s in STAGES if s.kind in LIGHTNING_KINDS)
+        )
+    return BY_NAME[name]
+
+
+def load(target: str) -> Any:
+    """``module:attribute`` -> the attribute, imported now (stage code loads only when a stage runs)."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
