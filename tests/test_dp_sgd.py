@@ -8,6 +8,7 @@ from lightning.pytorch import Trainer
 from torch import nn
 
 from pate_lightning.callbacks.kl_annealing import KLAnnealing
+from pate_lightning.cli import cli_main
 from pate_lightning.callbacks.vae_export import VAEExport
 from pate_lightning.data.datamodule import ShardDataModule
 from pate_lightning.data.poisson import PoissonShardDataModule, poisson_batch
@@ -16,6 +17,7 @@ from pate_lightning.generators.dp.per_sample import Recorder, clip_factors, clip
 from pate_lightning.models.ensemble import member_state_dict
 from pate_lightning.privacy.analysis import DEFAULT_ORDERS
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon
+from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 
 SMALL = dict(latent_dim=4, hidden_dims=(16,), seed=7)
@@ -161,3 +163,41 @@ def test_refuses_batchnorm(tmp_path):
     with pytest.raises(ValueError, match="BatchNorm1d, whose batch statistics mix the records") as error:
         fit(tmp_path, model, poisson_data(tmp_path, [0]))
     assert "\n" not in str(error.value)
+
+
+def dp_cli_fit(tmp_path, run, *extra):
+    data_dir = write_fake_mnist(tmp_path / "data", train=120)
+    cli_main([
+        "fit", "--config", str(REPO / "configs/teacher_vae_dp.yaml"), f"--data.data_dir={data_dir}",
+        f"--data.run_dir={tmp_path / run}", "--data.num_teachers=4", "--data.teacher_ids=[0,1]",
+        "--data.batch_size=8", "--data.sampling_seed=3", "--model.latent_dim=4", "--model.hidden_dims=[16]",
+        "--model.noise_seed=5", "--trainer.max_epochs=4", "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false", "--checkpoint_every_n_epochs=1", *extra,
+    ])
+    return tmp_path / run
+
+
+def test_cli_dp_run_resumes_with_the_same_noise_and_step_count(tmp_path):
+    straight = dp_cli_fit(tmp_path, "straight")
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        dp_cli_fit(tmp_path, "resumed", "--trainer.callbacks+=tests.test_resume.CrashAtEpoch", "--trainer.callbacks.init_args.epoch=2")
+    dp_cli_fit(tmp_path, "resumed")
+    for teacher_id in (0, 1):
+        folder = f"teacher_vaes/teacher_{teacher_id}"
+        reports = [json.loads((run / folder / "training_report.json").read_text()) for run in (straight, tmp_path / "resumed")]
+        assert reports[0]["dp_sgd"]["steps"] == reports[1]["dp_sgd"]["steps"] == 4 * 4  # the accountant's count survives
+        assert reports[1]["dp_sgd"]["epsilon"] == reports[0]["dp_sgd"]["epsilon"]
+        assert reports[0]["dp_sgd"]["private"] is False and "NOT PRIVATE" in reports[0]["privacy"]["note"]
+        weights = [torch.load(run / folder / "decoder.pth", weights_only=True) for run in (straight, tmp_path / "resumed")]
+        for name in weights[0]:
+            torch.testing.assert_close(weights[1][name], weights[0][name], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_bad_dp_setting_is_an_error_exit(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        dp_cli_fit(tmp_path, "run", "--model.max_grad_norm=0")
+    assert exited.value.code == 2
+    # jsonargparse lists the paragraph among the model Union's errors (as for every module's __init__ check)
+    lines = capsys.readouterr().err.splitlines()
+    assert any("DP-SGD max_grad_norm must be a finite number > 0, got 0.0: with no noise" in line for line in lines)
+    assert not (tmp_path / "run" / "teacher_vaes").exists()
