@@ -91,6 +91,7 @@ class DPTeacherVAEModule(TeacherVAEModule):
         self.expected_batch_size: Optional[float] = None
         self.sampling_seed: Optional[int] = None
         self.sigma = noise_multiplier
+        self._batch_mask: Optional[torch.Tensor] = None  # the step's (K, B) mask, for _draw_noise
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for entry in self.dp_layers for p in entry.parameters()]
@@ -127,12 +128,15 @@ class DPTeacherVAEModule(TeacherVAEModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if not (isinstance(batch, (tuple, list)) and len(batch) == 3):
             raise ValueError("DP-SGD batches are (images, labels, mask) from PoissonShardDataModule; got another loader's")
-        images, _, mask = batch
-        x = images.flatten(2)  # (K, B, 784)
-        weights = mask.to(x.dtype)  # (K, B); 0 on padded slots
-        with Recorder(self.dp_layers):
-            recon, kl = self.per_sample_losses(x, self._draw_masked_noise(mask, self.hparams.latent_dim))
-            per_sample = recon + self.beta * kl  # (K, B)
+        images, labels, mask = batch
+        weights = mask.to(images.dtype)  # (K, B); 0 on padded slots
+        self._batch_mask = mask
+        try:
+            with Recorder(self.dp_layers):
+                recon, kl = self.per_sample_losses(images, labels)
+                per_sample = recon + self.beta * kl  # (K, B)
+        finally:
+            self._batch_mask = None
         clipped, _ = clipped_gradients(self.dp_layers, (per_sample * weights).sum(), weights, self.hparams.max_grad_norm)
         optimizer = self.optimizers()
         for parameter, grad in zip(self.trainable_parameters(), self._privatize(clipped)):
@@ -146,20 +150,30 @@ class DPTeacherVAEModule(TeacherVAEModule):
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=True)
         return (per_sample * weights).sum().detach() / count
 
-    def per_sample_losses(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruction and KL of each sample (K, B): the terms ``TeacherVAEModule`` averages over the batch."""
+    def per_sample_losses(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction and KL of every example, each (K, B): the terms ``TeacherVAEModule`` averages.
+
+        The same signature as the per-example losses the generator-families branch adds to
+        ``TeacherVAEModule``; once that is merged this override goes and the parent's is used.
+        """
+        x = images.flatten(2)  # (K, B, 784)
         mu, logvar = self.encoder(x)
-        logits = self.decoder.logits(mu + torch.exp(0.5 * logvar) * eps)  # (K, B, 784)
+        z = mu + torch.exp(0.5 * logvar) * self._draw_noise(mu.shape)
+        logits = self.decoder.logits(z)  # (K, B, 784)
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)  # (K, B)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)  # (K, B)
         return recon, kl
 
-    def _draw_masked_noise(self, mask: torch.Tensor, latent_dim: int) -> torch.Tensor:
-        # each teacher draws for its own records only, so its stream does not depend on the padding
-        eps = torch.zeros(*mask.shape, latent_dim)  # (K, B, latent)
+    def _draw_noise(self, shape: torch.Size) -> torch.Tensor:
+        """Reparameterization noise; in a DP step each teacher draws for its own records only, so its
+        stream does not depend on how far the other teachers' batches pad it."""
+        mask = self._batch_mask
+        if mask is None:
+            return super()._draw_noise(shape)
+        eps = torch.zeros(shape)  # (K, B, latent)
         for k, g in enumerate(self.noise):
             count = int(mask[k].sum())
-            eps[k, :count] = torch.randn(count, latent_dim, generator=g)
+            eps[k, :count] = torch.randn(count, shape[-1], generator=g)
         return eps.to(self.device)
 
     @torch.no_grad()
