@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--sweep_epochs", type=int, default=None, help="epochs for each sweep point (default --epochs)")
     parser.add_argument("--gen_teachers", type=int, default=2, help="teachers for generation + labeling (0 skips it)")
     parser.add_argument("--gen_pool", type=int, default=20000, help="candidates per teacher for generation + labeling")
-    parser.add_argument("--dp_epochs", type=int, default=None, help="epochs for DP vs non-DP (default --epochs; 0 skips)")
+    parser.add_argument("--dp_epochs", type=int, default=3, help="epochs for DP vs non-DP, each timed twice (0 skips)")
     parser.add_argument("--only_dp", action="store_true", help="time only DP vs non-DP (skips baseline, sweep, generation)")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--data_dir", default=str(REPO / "data"))
@@ -141,15 +141,14 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="pate-bench-"))
     base_t, base_e = args.baseline_teachers or args.teachers, args.baseline_epochs or args.epochs
-    dp_epochs = args.epochs if args.dp_epochs is None else args.dp_epochs
     try:
         # untimed warm-up: the first fit in a process pays one-off costs (lazy imports, first reads
         # of the dataset, allocator and kernel warm-up) that would otherwise land on whichever path runs first
         fit_seconds(work / "warmup", args.data_dir, [0], 1, 1, args.accelerator)
-        if dp_epochs > 0:
-            d = result["dp_sgd"] = bench_dp(work, args.data_dir, args.teachers, dp_epochs, size, args.accelerator)
+        if args.dp_epochs > 0:
+            d = result["dp_sgd"] = bench_dp(work, args.data_dir, args.teachers, args.dp_epochs, size, args.accelerator)
             _write(out, result)
-            print(f"DP-SGD vs non-DP, {args.teachers} teachers x {dp_epochs} epochs, ensemble_size={size} (best of "
+            print(f"DP-SGD vs non-DP, {args.teachers} teachers x {args.dp_epochs} epochs, ensemble_size={size} (best of "
                   f"{d['repeats']}): non-DP {d['non_dp_teacher_epochs_per_s']:.2f}, DP {d['dp_teacher_epochs_per_s']:.2f} "
                   f"teacher-epochs/s; DP costs {d['dp_cost_ratio']:.2f}x", flush=True)
         if args.only_dp:
