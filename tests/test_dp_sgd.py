@@ -205,3 +205,9 @@ def test_cli_bad_dp_setting_is_an_error_exit(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert any("DP-SGD max_grad_norm must be a finite number > 0, got 0.0: with no noise" in line for line in lines)
     assert not (tmp_path / "run" / "teacher_vaes").exists()
+
+
+def test_unbounded_training_is_refused(tmp_path):
+    trainer = Trainer(max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="finite number of steps"):
+        trainer.fit(dp_model([0], noise_seed=1), datamodule=poisson_data(tmp_path, [0]))

@@ -117,6 +117,11 @@ class DPTeacherVAEModule(TeacherVAEModule):
         self.expected_batch_size = self.sample_rate * len(datamodule.shards[self.teacher_ids[0]])
         self.sampling_seed = datamodule.hparams.sampling_seed
         planned = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.max_epochs * steps_per_epoch(self.sample_rate)
+        if planned < 1:
+            raise ValueError(
+                "DP-SGD needs a finite number of steps to account for: set trainer.max_epochs or trainer.max_steps "
+                f"(got max_epochs={self.trainer.max_epochs}, max_steps={self.trainer.max_steps})."
+            )
         if self.hparams.target_epsilon is not None:
             self.sigma = solve_noise_multiplier(
                 self.hparams.target_epsilon, self.hparams.delta, self.sample_rate, planned, CONVERSION
