@@ -1,7 +1,8 @@
 """`make bench`: the sequential way the guide describes against pate-lightning's default path.
 
 (a) baseline: one fresh Lightning ``Trainer.fit`` per teacher, in sequence, batch 32;
-(b) ours: the default path (teachers stacked ``ensemble_size`` at a time).
+(b) ours: the default path (teachers stacked ``ensemble_size`` at a time);
+(c) DP-SGD (``configs/teacher_vae_dp.yaml``) against (b) on the same teachers, epochs and expected batch.
 Both train the same teachers for the same epochs, in this one process. Prints teacher-epochs per
 second, their ratio, achieved GFLOP/s (FLOPs counted with ``torch.utils.flop_counter``) and this
 machine's fp32 matmul GFLOP/s measured in the same run; likewise candidates labeled per second
@@ -57,16 +58,44 @@ def vae_step_flops(k: int, batch_size: int = 32) -> float:
     return float(counter.get_total_flops())
 
 
-def fit_seconds(run_dir: Path, data_dir: str, teachers: list[int], epochs: int, ensemble_size: int, accelerator: str) -> float:
+def fit_seconds(
+    run_dir: Path, data_dir: str, teachers: list[int], epochs: int, ensemble_size: int, accelerator: str,
+    config: str = "configs/teacher_vae.yaml", extra: tuple[str, ...] = (),
+) -> float:
     args = [
-        "fit", "--config", str(REPO / "configs/teacher_vae.yaml"), f"--data.data_dir={data_dir}",
+        "fit", "--config", str(REPO / config), f"--data.data_dir={data_dir}",
         f"--data.run_dir={run_dir}", f"--data.teacher_ids={teachers}", f"--trainer.max_epochs={epochs}",
         f"--trainer.accelerator={accelerator}", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_checkpointing=false", f"--ensemble_size={ensemble_size}",
+        "--trainer.enable_checkpointing=false", f"--ensemble_size={ensemble_size}", *extra,
     ]
     start = time.perf_counter()
     cli_main(args)
     return time.perf_counter() - start
+
+
+# DP run with the non-DP path's settings: same augmentation, KL schedule, expected batch (32 -> 8 steps
+# per 240-record epoch either way), a fixed noise multiplier (no solve) and noise from OS entropy
+DP_MATCHING = (
+    "--data.init_args.augment=true", "--model.init_args.weight_decay=0.00001", "--model.init_args.target_epsilon=null",
+    "--model.init_args.noise_multiplier=1.0", "--trainer.callbacks.init_args.kl_annealing_epochs=20",
+)
+
+
+def bench_dp(work: Path, data_dir: str, teachers: int, epochs: int, size: int, accelerator: str, repeats: int = 2) -> dict:
+    """Teacher-epochs/s of DP-SGD and of the non-DP path; alternated and the best of ``repeats`` each,
+    since the cores may be shared with other jobs."""
+    ids = list(range(teachers))
+    best = {"non_dp": float("inf"), "dp": float("inf")}
+    for r in range(repeats):
+        best["non_dp"] = min(best["non_dp"], fit_seconds(work / f"nondp{r}", data_dir, ids, epochs, size, accelerator))
+        best["dp"] = min(best["dp"], fit_seconds(
+            work / f"dp{r}", data_dir, ids, epochs, size, accelerator, "configs/teacher_vae_dp.yaml", DP_MATCHING))
+    rates = {name: teachers * epochs / seconds for name, seconds in best.items()}
+    return {
+        "teachers": teachers, "epochs": epochs, "ensemble_size": size, "repeats": repeats,
+        "non_dp_teacher_epochs_per_s": rates["non_dp"], "dp_teacher_epochs_per_s": rates["dp"],
+        "dp_cost_ratio": rates["non_dp"] / rates["dp"],
+    }
 
 
 def _write(out: Path, result: dict) -> None:
@@ -87,6 +116,8 @@ def main() -> None:
     parser.add_argument("--sweep_epochs", type=int, default=None, help="epochs for each sweep point (default --epochs)")
     parser.add_argument("--gen_teachers", type=int, default=2, help="teachers for generation + labeling (0 skips it)")
     parser.add_argument("--gen_pool", type=int, default=20000, help="candidates per teacher for generation + labeling")
+    parser.add_argument("--dp_epochs", type=int, default=3, help="epochs for DP vs non-DP, each timed twice (0 skips)")
+    parser.add_argument("--only_dp", action="store_true", help="time only DP vs non-DP (skips baseline, sweep, generation)")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--data_dir", default=str(REPO / "data"))
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/latest.json"))
@@ -114,6 +145,14 @@ def main() -> None:
         # untimed warm-up: the first fit in a process pays one-off costs (lazy imports, first reads
         # of the dataset, allocator and kernel warm-up) that would otherwise land on whichever path runs first
         fit_seconds(work / "warmup", args.data_dir, [0], 1, 1, args.accelerator)
+        if args.dp_epochs > 0:
+            d = result["dp_sgd"] = bench_dp(work, args.data_dir, args.teachers, args.dp_epochs, size, args.accelerator)
+            _write(out, result)
+            print(f"DP-SGD vs non-DP, {args.teachers} teachers x {args.dp_epochs} epochs, ensemble_size={size} (best of "
+                  f"{d['repeats']}): non-DP {d['non_dp_teacher_epochs_per_s']:.2f}, DP {d['dp_teacher_epochs_per_s']:.2f} "
+                  f"teacher-epochs/s; DP costs {d['dp_cost_ratio']:.2f}x", flush=True)
+        if args.only_dp:
+            return
         ours_rate, ours_gflops = rate_and_gflops(
             args.teachers, args.epochs,
             fit_seconds(work / "ours", args.data_dir, list(range(args.teachers)), args.epochs, size, args.accelerator),

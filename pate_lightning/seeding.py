@@ -9,7 +9,9 @@ depend on which teachers ran beside it.
 
 from __future__ import annotations
 
+import secrets
 from enum import IntEnum
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +24,8 @@ class Stream(IntEnum):
     INIT = 3
     LATENT = 4
     DROPOUT = 5
+    DP_NOISE = 6  # DP-SGD's Gaussian noise, only when a noise seed is asked for (replication, not private)
+    POISSON = 7  # DP-SGD's Poisson sampling, likewise
 
 
 def stream_seed(seed: int, teacher_id: int, stream: Stream) -> int:
@@ -40,3 +44,21 @@ def stream_seed(seed: int, teacher_id: int, stream: Stream) -> int:
 
 def generator(seed: int, teacher_id: int, stream: Stream) -> torch.Generator:
     return torch.Generator().manual_seed(stream_seed(seed, teacher_id, stream))
+
+
+def private_generators(seed: Optional[int], teacher_ids: Sequence[int], stream: Stream) -> list[torch.Generator]:
+    """One generator per teacher for privacy randomness (DP noise, Poisson sampling).
+
+    ``seed`` None (a private run): each is seeded from OS entropy (``secrets``) and the seed is kept
+    nowhere. A seed (tests, replication; the run is then NOT private): teacher k's ``(seed, k, stream)``.
+
+    >>> a, b = private_generators(None, [0], Stream.DP_NOISE)[0], private_generators(None, [0], Stream.DP_NOISE)[0]
+    >>> torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+    False
+    >>> c, d = private_generators(5, [0, 1], Stream.DP_NOISE)
+    >>> torch.equal(torch.rand(4, generator=c), torch.rand(4, generator=generator(5, 0, Stream.DP_NOISE)))
+    True
+    """
+    if seed is None:
+        return [torch.Generator().manual_seed(secrets.randbits(63)) for _ in teacher_ids]
+    return [generator(seed, t, stream) for t in teacher_ids]

@@ -58,6 +58,8 @@ class VAEExport(TeacherExport):
                 },
                 "history": history,
                 "final": history[-1] if history else None,
+                # DP-SGD modules add their settings, epsilon and privacy-contract entry (generators/dp/module.py)
+                **(pl_module.report_extras(k) if hasattr(pl_module, "report_extras") else {}),
             },
         )
 
