@@ -208,7 +208,7 @@ class DPTeacherVAEModule(TeacherVAEModule):
         private = self.hparams.noise_seed is None and self.sampling_seed is None
         randomness = "noise and Poisson sampling from OS entropy (no seed recorded)" if private else (
             f"noise_seed={self.hparams.noise_seed}, sampling_seed={self.sampling_seed}: seeded, reproducible, NOT PRIVATE")
-        epsilon = {c: dp_sgd_epsilon(self.sigma, self.sample_rate, steps, delta, c)[0] for c in ("balle2020", "standard")}
+        epsilon = {c: dp_sgd_epsilon(self.sigma, self.sample_rate, steps, delta, c)[0] for c in ("balle2020", "classic")}
         note = (f"DP-SGD per teacher: Poisson rate {self.sample_rate:.4g}, noise multiplier {self.sigma:.4g}, clip "
                 f"{self.hparams.max_grad_norm}, {steps} steps: epsilon {epsilon[CONVERSION]:.3g} at delta {delta:g} "
                 f"({CONVERSION}); {randomness}")
@@ -224,7 +224,7 @@ class DPTeacherVAEModule(TeacherVAEModule):
                 "trainable_parameters_per_teacher": sum(p[k].numel() for p in self.trainable_parameters()),
                 "epsilon": {
                     "value": epsilon[CONVERSION], "delta": delta, "conversion": CONVERSION,
-                    "value_standard_conversion": epsilon["standard"],
+                    "value_classic_conversion": epsilon["classic"],
                     "accountant": "dp-accounting RdpAccountant: PoissonSampledDpEvent(GaussianDpEvent), add/remove one record",
                     "orders": "pate_lightning.privacy.analysis.DEFAULT_ORDERS",
                     "scope": "this teacher's generator training on its own shard; teachers' shards are disjoint (parallel composition)",
