@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torchvision import datasets
 
+from pate_lightning.data.font_digits import FontDigits
 from pate_lightning.errors import PateError
 from pate_lightning.io import write_bytes
 
@@ -31,6 +32,7 @@ DATASETS = {
     "fashion_mnist": datasets.FashionMNIST,
     "kmnist": datasets.KMNIST,
     "emnist": datasets.EMNIST,
+    "font_digits": FontDigits,  # public prior rendered from fonts (data/font_digits.py); never MNIST
 }
 # EMNIST has several splits; "digits" matches MNIST's ten classes.
 EMNIST_SPLIT = "digits"

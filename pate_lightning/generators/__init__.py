@@ -1,0 +1,1 @@
+"""Generators: VAE architectures (MLP, conv; conditional), the decoder contract, and the families."""
