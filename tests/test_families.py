@@ -9,6 +9,7 @@ import torch
 from pate_lightning.cli import cli_main
 from pate_lightning.combine import combine_command
 from pate_lightning.data import font_digits
+from pate_lightning.evaluate_command import evaluate_command
 from pate_lightning.generators.decoders import build_vae, decoder_from_states, decoder_spec
 from pate_lightning.io import save_torch
 from pate_lightning.models.ensemble import member_state_dict
@@ -120,6 +121,8 @@ def test_public_prior_then_public_and_hybrid_families_then_pate_selection(tmp_pa
     cli_main(["predict", "--config", str(REPO / "configs/generators/generate_pate.yaml"), "--trainer.accelerator=cpu",
               "--trainer.enable_progress_bar=false", f"--data.data_dir={data_dir}", f"--data.run_dir={run_dir}",
               "--data.teacher_ids=[0,1]", "--data.pool_size=20", "--ensemble_size=1"])
+    evaluate_command(run_dir=str(run_dir), data_dir=str(data_dir), reference=False)  # later stages read these files
+    assert all((run_dir / f"teachers/teacher_{t}/evaluation_report.json").is_file() for t in (0, 1))
     combine_command(run_dir=str(run_dir), start_id=0, end_id=0, name="public_pate")
     stages = json.loads((run_dir / "synthetic/public_pate_metadata.json").read_text())["privacy"]["stages"]
     assert [(s["stage"], s["name"], s["reads_private_data"]) for s in stages] == [

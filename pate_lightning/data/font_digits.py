@@ -1,7 +1,7 @@
 """``font_digits``: a public digit prior rendered offline from TrueType fonts, never from MNIST.
 
 Digits 0-9 come from the fonts inside matplotlib's wheel (``mpl-data/fonts/ttf``) and any system
-fonts found, made to look handwritten (random stroke width, rotation, shear, aspect, then elastic
+fonts found, and from jittered pen-stroke templates (``pen_digits.py``), made to look handwritten (random stroke width, rotation, shear, aspect, then elastic
 distortion with Simard et al.'s alpha 34, sigma 4) and framed like MNIST (bounding box scaled into
 20x20, centred by centre of mass in 28x28). Everything random draws from one seeded generator, so
 equal (seed, fonts) give equal bytes. ``FontDigits`` mimics the torchvision MNIST reader, so the
@@ -20,12 +20,15 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
+from pate_lightning.data import pen_digits
 from pate_lightning.io import read_json, save_torch, write_json
 
 NUM_CLASSES = 10
 GLYPH = 64  # side of the high-resolution canvas a glyph is rendered and warped on
 ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0  # Simard et al. 2003, as in torchvision's ElasticTransform
 STROKE_LEVEL = (0.2, 0.6)  # measured: MNIST-like ink (~100 pixels > 0.5 per digit on average)
+PEN_SHARE = 0.6  # share of samples drawn from pen templates (pen_digits.py) instead of fonts
+RENDER_VERSION = 2  # bump when rendering changes: a cache of another version is rendered again
 PER_CLASS = {True: 6000, False: 1000}  # train / test, MNIST's sizes
 CACHE_SEED = {True: 0, False: 1}  # the cached splits are independent draws
 SYSTEM_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts")
@@ -166,7 +169,7 @@ def elastic_with(images: torch.Tensor, displacement: torch.Tensor) -> torch.Tens
 def render(per_class: int, seed: int, glyphs: torch.Tensor, chunk: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` augmented digits of each class: images (10 * per_class, 28, 28) uint8, labels (N,) int64.
 
-    Labels cycle 0..9; the font of each sample is drawn uniformly. One generator drives every draw,
+    Labels cycle 0..9; each sample is pen-drawn (share ``PEN_SHARE``) or from a font drawn uniformly. One generator drives every draw,
     in a fixed order, so the result depends only on (per_class, seed, glyphs).
     """
     gen = torch.Generator().manual_seed(seed)
@@ -177,6 +180,9 @@ def render(per_class: int, seed: int, glyphs: torch.Tensor, chunk: int = 2000) -
         lab = labels[start : start + chunk]
         font = torch.randint(glyphs.shape[0], (len(lab),), generator=gen)
         base = glyphs[font, lab].unsqueeze(1)  # (n, 1, G, G)
+        pen = torch.rand(len(lab), generator=gen) < PEN_SHARE
+        for i in pen.nonzero().flatten().tolist():
+            base[i, 0] = pen_digits.draw(int(lab[i]), GLYPH, gen)
         low, high = STROKE_LEVEL
         level = low + (high - low) * torch.rand(len(lab), generator=gen)
         warped = _warp(_stroke(base, level), gen)
@@ -212,7 +218,11 @@ class FontDigits:
         return self.folder / ("train.pt" if self.train else "test.pt")
 
     def _check_exists(self) -> bool:
-        return self._file().exists() and (self.folder / "manifest.json").exists()
+        manifest = self.folder / "manifest.json"
+        if not (self._file().exists() and manifest.exists()):
+            return False
+        entry = read_json(manifest).get("train" if self.train else "test", {})
+        return entry.get("render_version") == RENDER_VERSION and entry.get("per_class") == PER_CLASS[self.train]
 
 
 def build_cache(root: Path, train: bool, fonts: Optional[Sequence[Path]] = None) -> Path:
@@ -225,13 +235,14 @@ def build_cache(root: Path, train: bool, fonts: Optional[Sequence[Path]] = None)
     manifest_file = folder / "manifest.json"
     manifest = read_json(manifest_file) if manifest_file.exists() else {}
     manifest[split] = {
+        "render_version": RENDER_VERSION,
         "count": len(labels),
         "per_class": PER_CLASS[train],
         "seed": CACHE_SEED[train],
         "fonts": [{"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in kept],
         "augmentation": {
             "stroke_level": list(STROKE_LEVEL), "rotation_deg": 15, "shear": 0.35, "aspect": [0.75, 1.25],
-            "size": [0.8, 1.2], "elastic_alpha": ELASTIC_ALPHA, "elastic_sigma": ELASTIC_SIGMA,
+            "size": [0.8, 1.2], "pen_share": PEN_SHARE, "elastic_alpha": ELASTIC_ALPHA, "elastic_sigma": ELASTIC_SIGMA,
             "framing": "bounding box into 20x20, centre of mass at (14, 14) in 28x28 (MNIST)",
         },
         "images_sha256": hashlib.sha256(images.numpy().tobytes()).hexdigest(),
