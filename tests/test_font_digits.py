@@ -65,3 +65,16 @@ def test_dataset_table_serves_font_digits_without_reading_mnist(tmp_path, monkey
     assert len(manifest["train"]["images_sha256"]) == 64
     assert sources.prepare("font_digits", tmp_path) == "existing"  # cached: not rendered again
     assert list(tmp_path.iterdir()) == [tmp_path / "FontDigits"]  # nothing MNIST-shaped was written
+
+
+def test_pen_digits_are_deterministic_and_inked():
+    from pate_lightning.data import pen_digits
+
+    for digit in range(10):
+        a = pen_digits.draw(digit, 64, torch.Generator().manual_seed(digit))
+        b = pen_digits.draw(digit, 64, torch.Generator().manual_seed(digit))
+        assert a.shape == (64, 64) and torch.equal(a, b) and a.sum() > 20
+    # every template of the open-top 4 and the others differ from each other
+    gen = torch.Generator().manual_seed(0)
+    fours = {pen_digits.draw(4, 64, gen).sum().item() for _ in range(6)}
+    assert len(fours) > 1

@@ -197,9 +197,11 @@ class LabelingCallback(Callback):
         """Rules (1)-(2) on one batch (B, 1, 28, 28); survivors move to the CPU, the rest is dropped."""
         if pool.classifier is None:  # selection "pate": the label is the class asked for
             labels, confidences = requested.to(images.device), torch.ones(len(images), device=images.device)
+            argmax = labels
         else:
             probs = classify_log_probs(pool.classifier, self.normalization, images, device=images.device).exp()  # (B, 10)
             confidences, labels = probs.max(1)  # (B,), (B,)
+            argmax = labels
             if requested is not None:  # the teacher must agree with the requested class, not merely be confident
                 requested = requested.to(images.device)
                 agree = labels == requested
@@ -217,7 +219,7 @@ class LabelingCallback(Callback):
         pool.seen += len(reasons)
         pool.rejected["low_confidence"] += int((reasons == LOW_CONFIDENCE).sum())
         pool.rejected["memorized"] += int((reasons == MEMORIZED).sum())
-        pool.label_counts += torch.bincount(labels.cpu(), minlength=NUM_CLASSES)
+        pool.label_counts += torch.bincount(argmax.cpu(), minlength=NUM_CLASSES)  # the teacher's own labels
         for code, reason in ((LOW_CONFIDENCE, "low_confidence"), (MEMORIZED, "memorized")):
             pool.remember_rejected(reason, images[(reasons == code).to(images.device)])
         keep = reasons == KEPT
