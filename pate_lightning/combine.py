@@ -73,7 +73,7 @@ def pool_privacy(entries: list[dict]) -> list[dict]:
         held = pooled[key]
         held["teachers"] += 1
         rdp, other = held.get("rdp"), entry.get("rdp")
-        if held.get("dp") and rdp and other and held is not entry:
+        if held.get("dp") and rdp and other:
             if list(rdp["orders"]) != list(other["orders"]):
                 raise ValueError(f"RDP orders differ between teachers in stage {key[0]!r}; cannot take the max")
             held["rdp"] = {"orders": list(rdp["orders"]), "values": [max(x, y) for x, y in zip(rdp["values"], other["values"])]}
