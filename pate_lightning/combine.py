@@ -16,7 +16,7 @@ import torch
 
 from pate_lightning import layout
 from pate_lightning.errors import PateError
-from pate_lightning.io import save_torch, sha256_file, write_csv, write_json
+from pate_lightning.io import read_json, save_torch, sha256_file, write_csv, write_json
 from pate_lightning.seeding import Stream, generator
 from pate_lightning.synthetic import finished_teachers, load_synthetic
 
@@ -40,6 +40,44 @@ def subsample(labels: torch.Tensor, fraction: float, stratified: bool, gen: torc
     else:
         chosen = torch.randperm(len(labels), generator=gen)[: math.floor(fraction * len(labels) + 0.5)]
     return chosen.sort().values
+
+
+# a report written before the privacy contract: it read private data, without DP
+LEGACY_ENTRY = {"reads_private_data": True, "dp": False, "rdp": None, "note": "report without a privacy entry (older run)"}
+
+
+def stage_entry(path: Path, stage: str) -> dict:
+    """The "privacy" entry of one teacher's stage report (a missing report or key: the legacy entry)."""
+    report = read_json(path) if path.is_file() else {}
+    entry = report.get("privacy") if isinstance(report, dict) else None
+    return dict(entry) if isinstance(entry, dict) else {"stage": stage, "name": "unknown", **LEGACY_ENTRY}
+
+
+def pool_privacy(entries: list[dict]) -> list[dict]:
+    """The distinct stage entries of the pooled teachers; a DP entry's "rdp" is the elementwise max.
+
+    Parallel composition: each private record lives in one shard, so the pooled data set costs
+    what its most expensive teacher costs, order by order.
+
+    >>> a = {"stage": "generator", "name": "dp", "reads_private_data": True, "dp": True, "note": "",
+    ...      "rdp": {"orders": [2, 4], "values": [0.1, 0.5]}}
+    >>> b = {**a, "rdp": {"orders": [2, 4], "values": [0.3, 0.2]}}
+    >>> pool_privacy([a, b])[0]["rdp"]["values"]
+    [0.3, 0.5]
+    """
+    pooled: dict[tuple, dict] = {}
+    for entry in entries:
+        key = (entry.get("stage"), entry.get("name"), entry.get("reads_private_data"), entry.get("dp"))
+        if key not in pooled:
+            pooled[key] = {**entry, "teachers": 0}
+        held = pooled[key]
+        held["teachers"] += 1
+        rdp, other = held.get("rdp"), entry.get("rdp")
+        if held.get("dp") and rdp and other:
+            if list(rdp["orders"]) != list(other["orders"]):
+                raise ValueError(f"RDP orders differ between teachers in stage {key[0]!r}; cannot take the max")
+            held["rdp"] = {"orders": list(rdp["orders"]), "values": [max(x, y) for x, y in zip(rdp["values"], other["values"])]}
+    return list(pooled.values())
 
 
 def combine_command(
@@ -83,6 +121,7 @@ def combine_command(
     if missing:
         log.warning("combine: teachers %s have no synthetic dataset and are left out", missing)
     images, labels, confidences, owners, sources, per_teacher = [], [], [], [], [], {}
+    privacy_entries: list[dict] = []
     for teacher_id in chosen:
         data = load_synthetic(root, teacher_id)
         take = subsample(data.labels, percentage / 100, stratified, generator(seed, teacher_id, Stream.SHUFFLE))
@@ -91,6 +130,8 @@ def combine_command(
         confidences.append(data.confidences[take])
         owners.append(torch.full((len(take),), teacher_id, dtype=torch.long))
         sources.append(take)
+        privacy_entries.append(stage_entry(layout.vae_dir(root, teacher_id) / "training_report.json", "generator"))
+        privacy_entries.append(stage_entry(layout.selection_report_file(root, teacher_id), "selection"))
         per_teacher[str(teacher_id)] = {
             "available": len(data.labels), "taken": len(take),
             "samples_sha256": sha256_file(layout.synthetic_samples_file(root, teacher_id)),
@@ -120,6 +161,7 @@ def combine_command(
         "seed": seed,
         "class_distribution": {str(c): int(n) for c, n in enumerate(torch.bincount(label, minlength=10).tolist())},
         "per_teacher": per_teacher,
+        "privacy": {"stages": pool_privacy(privacy_entries)},
         "outputs": {key: {"file": path.name, "sha256": sha256_file(path)} for key, path in files.items()},
     }
     write_json(out / f"{name}_metadata.json", metadata)

@@ -6,6 +6,12 @@ kept, so memory stays far below a pool. When the pool is done, rules (3) diversi
 (4) class quotas run over the survivors (``select_candidates`` again, whose first two rules
 then pass everything), which gives exactly the result of selecting from the whole pool at once.
 Then ``synthetic_samples.pt``, ``labels.csv`` and, last, ``selection_report.json`` are written.
+
+A conditional decoder's candidates carry the class they were asked for: the teacher must agree
+(its argmax is the requested class, and its probability of it passes rule (1)); disagreements are
+counted as ``label_mismatch`` (inside ``low_confidence``). With ``selection: pate`` no private
+filter runs at all: no classifier, no shard, no histogram quota; the label is the requested class
+(confidence 1.0), only the public diversity rule (3) applies, and PATE's noisy threshold selects.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from pate_lightning import layout
 from pate_lightning.callbacks.teacher_export import write_png_grid
 from pate_lightning.errors import PateError
+from pate_lightning.generators.families import SELECTION_MODES, selection_entry
 from pate_lightning.io import read_json, save_torch, sha256_file, write_csv, write_json
 from pate_lightning.selection import (
     KEPT, LOW_CONFIDENCE, MEMORIZED, REASONS, class_quotas, select_candidates, to_report,
@@ -42,12 +49,13 @@ REJECTED_EXAMPLES = 8  # per reason, written to rejected_examples.pt for the run
 class TeacherPool:
     """One teacher's running state: its classifier, shard, counts, and the survivors of rules (1)-(2)."""
 
-    classifier: torch.nn.Module
-    shard: torch.Tensor  # (M, 1, 28, 28) in [0, 1]
+    classifier: Optional[torch.nn.Module]  # None with selection "pate"
+    shard: torch.Tensor  # (M, 1, 28, 28) in [0, 1]; a blank image with selection "pate" (never read)
     quotas: Optional[torch.Tensor]  # (10,) or None
     inputs: dict[str, Path]
     seen: int = 0
     rejected: dict[str, int] = field(default_factory=lambda: {"low_confidence": 0, "memorized": 0})
+    label_mismatch: int = 0  # conditional: teacher's argmax differs from the requested class
     label_counts: torch.Tensor = field(default_factory=lambda: torch.zeros(NUM_CLASSES, dtype=torch.long))
     images: list[torch.Tensor] = field(default_factory=list)
     labels: list[torch.Tensor] = field(default_factory=list)
@@ -78,6 +86,8 @@ class LabelingCallback(Callback):
         max_per_class: the most frequent class's quota.
         save_candidates: also write the whole pool to ``candidates/candidates_teacher_{id}.pt``.
         save_grid: also write a PNG grid of the first 64 candidates beside it.
+        selection: ``teacher_filters`` (rules (1)-(4), reading the teacher's classifier and shard) or
+            ``pate`` (no private filter; needs a conditional decoder; see the module docstring).
     """
 
     def __init__(
@@ -93,7 +103,13 @@ class LabelingCallback(Callback):
         max_per_class: int = 500,
         save_candidates: bool = False,
         save_grid: bool = False,
+        selection: str = "teacher_filters",
     ) -> None:
+        if selection not in SELECTION_MODES:
+            raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTION_MODES)}")
+        if selection == "pate":  # every filter that reads private data is off
+            confidence_threshold, rare_class_thresholds, min_nn_distance, quota = 0.0, {}, 0.0, False
+            min_per_class = 0
         rare = {int(c): float(v) for c, v in (rare_class_thresholds or {}).items()}
         if not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold must lie in [0, 1], got {confidence_threshold}")
@@ -122,6 +138,7 @@ class LabelingCallback(Callback):
         }
         self.teachers_dir, self.normalization_name = teachers_dir, normalization
         self.save_candidates, self.save_grid = save_candidates, save_grid
+        self.selection = selection
         self.pools: dict[int, TeacherPool] = {}
         self.started = 0.0
 
@@ -134,6 +151,13 @@ class LabelingCallback(Callback):
 
     def _open_teacher(self, datamodule: Any, teacher_id: int) -> TeacherPool:
         run_dir = Path(datamodule.run_dir)
+        if self.selection == "pate":
+            if not datamodule.num_classes:
+                raise PateError(
+                    f"teacher {teacher_id}: selection 'pate' labels each candidate with the class it was asked for, "
+                    "so it needs a conditional decoder (train with model.conditional: true).", datamodule.decoder_path(teacher_id),
+                )
+            return TeacherPool(None, torch.zeros(1, 1, 28, 28), None, {"decoder": datamodule.decoder_path(teacher_id)})
         teachers_dir = run_dir / self.teachers_dir  # an absolute teachers_dir stays as it is
         classifier = load_classifier(teachers_dir, teacher_id)
         metadata_file = layout.teacher_dir(run_dir, teacher_id) / "metadata.json"
@@ -156,7 +180,8 @@ class LabelingCallback(Callback):
         self.started = time.perf_counter()
         for pool in self.pools.values():
             # channels_last: measured 1.7x faster convolutions on CPU (classify_log_probs keeps this layout)
-            pool.classifier.to(pl_module.device, memory_format=torch.channels_last).eval()
+            if pool.classifier is not None:
+                pool.classifier.to(pl_module.device, memory_format=torch.channels_last).eval()
             pool.shard = pool.shard.to(pl_module.device)
 
     @torch.no_grad()
@@ -164,13 +189,25 @@ class LabelingCallback(Callback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: torch.Tensor, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        requested = batch[1] if isinstance(batch, (tuple, list)) else None  # (K, B) for conditional decoders
         for k, teacher_id in enumerate(pl_module.teacher_ids):
-            self._label_batch(self.pools[teacher_id], outputs[k])
+            self._label_batch(self.pools[teacher_id], outputs[k], None if requested is None else requested[k])
 
-    def _label_batch(self, pool: TeacherPool, images: torch.Tensor) -> None:
+    def _label_batch(self, pool: TeacherPool, images: torch.Tensor, requested: Optional[torch.Tensor] = None) -> None:
         """Rules (1)-(2) on one batch (B, 1, 28, 28); survivors move to the CPU, the rest is dropped."""
-        log_probs = classify_log_probs(pool.classifier, self.normalization, images, device=images.device)  # (B, 10)
-        confidences, labels = log_probs.exp().max(1)  # (B,), (B,)
+        if pool.classifier is None:  # selection "pate": the label is the class asked for
+            labels, confidences = requested.to(images.device), torch.ones(len(images), device=images.device)
+            argmax = labels
+        else:
+            probs = classify_log_probs(pool.classifier, self.normalization, images, device=images.device).exp()  # (B, 10)
+            confidences, labels = probs.max(1)  # (B,), (B,)
+            argmax = labels
+            if requested is not None:  # the teacher must agree with the requested class, not merely be confident
+                requested = requested.to(images.device)
+                agree = labels == requested
+                pool.label_mismatch += int((~agree).sum())
+                confidences = torch.where(agree, confidences, torch.zeros_like(confidences))
+                labels = requested
         verdict = select_candidates(
             images, labels, confidences, pool.shard,
             confidence_threshold=self.settings["confidence_threshold"],
@@ -182,7 +219,7 @@ class LabelingCallback(Callback):
         pool.seen += len(reasons)
         pool.rejected["low_confidence"] += int((reasons == LOW_CONFIDENCE).sum())
         pool.rejected["memorized"] += int((reasons == MEMORIZED).sum())
-        pool.label_counts += torch.bincount(labels.cpu(), minlength=NUM_CLASSES)
+        pool.label_counts += torch.bincount(argmax.cpu(), minlength=NUM_CLASSES)  # the teacher's own labels
         for code, reason in ((LOW_CONFIDENCE, "low_confidence"), (MEMORIZED, "memorized")):
             pool.remember_rejected(reason, images[(reasons == code).to(images.device)])
         keep = reasons == KEPT
@@ -265,9 +302,14 @@ def selection_report(
     for step, reason in zip(("confident", "non_memorized", "diverse", "kept"), REASONS[1:]):
         funnel[step] = list(funnel.values())[-1] - rejected_by[reason]
     kept = final["kept"]
+    mode = "pate" if pool.classifier is None else "teacher_filters"
     report = {
         "teacher_id": teacher_id,
         "approach": "per_teacher_vae",
+        "selection": mode,
+        "label_source": "requested_class" if mode == "pate" else "teacher_classifier",
+        "label_mismatch": pool.label_mismatch if generation.get("conditional") and mode != "pate" else None,
+        "privacy": selection_entry(mode, bool(generation.get("conditional"))),
         "pool_size": pool.seen,
         "kept": kept,
         "empty": kept == 0,
@@ -277,7 +319,7 @@ def selection_report(
         "shortfall": final["shortfall"],
         "pool_label_counts": {str(c): int(n) for c, n in enumerate(pool.label_counts.tolist())},
         "mean_confidence": final["mean_confidence"],
-        "nn_distance": final["nn_distance"],
+        "nn_distance": final["nn_distance"] if mode != "pate" else None,  # pate mode never reads the shard
         "thresholds": {**settings, "rare_class_thresholds": {str(c): v for c, v in settings["rare_class_thresholds"].items()}},
         "generation": generation,
         "seeds": {"seed": generation["seed"], "teacher_seed": generation["teacher_seed"]},

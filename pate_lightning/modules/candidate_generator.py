@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 
-from pate_lightning.models.vae import Decoder
+from pate_lightning.generators.decoders import decoder_from_states
 
 
 class CandidateGenerator(LightningModule):
@@ -29,7 +29,7 @@ class CandidateGenerator(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.teacher_ids = list(teacher_ids) if teacher_ids is not None else [0]
-        self.decoder: Optional[Decoder] = None
+        self.decoder: Optional[torch.nn.Module] = None
 
     def configure_model(self) -> None:
         if self.decoder is not None:
@@ -41,14 +41,15 @@ class CandidateGenerator(LightningModule):
             )
         if list(datamodule.selected) != self.teacher_ids:
             raise ValueError(f"model teachers {self.teacher_ids} differ from data teachers {datamodule.selected}")
-        self.decoder = Decoder.from_state_dicts(datamodule.decoder_states())
+        self.decoder = decoder_from_states(datamodule.decoder_states())
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         k, b = z.shape[:2]
-        return self.decoder(z).clamp(0.0, 1.0).view(k, b, 1, 28, 28)  # (K, B, 1, 28, 28)
+        return self.decoder(z, classes).clamp(0.0, 1.0).view(k, b, 1, 28, 28)  # (K, B, 1, 28, 28)
 
-    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        return self(batch)
+    def predict_step(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        # a conditional decoder's batch is (latents, requested classes (K, B))
+        return self(*batch) if isinstance(batch, (tuple, list)) else self(batch)
 
     def on_predict_start(self) -> None:
         if self.trainer.predict_loop.return_predictions:

@@ -14,7 +14,6 @@ import math
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 
 from pate_lightning.data.poisson import PoissonShardDataModule, steps_per_epoch
 from pate_lightning.generators.dp.per_sample import Recorder, check_dp_compatible, clipped_gradients, select_trainable
@@ -154,20 +153,6 @@ class DPTeacherVAEModule(TeacherVAEModule):
         logs = {"recon": (recon * weights).sum() / count, "kl": (kl * weights).sum() / count}
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=True)
         return (per_sample * weights).sum().detach() / count
-
-    def per_sample_losses(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruction and KL of every example, each (K, B): the terms ``TeacherVAEModule`` averages.
-
-        The same signature as the per-example losses the generator-families branch adds to
-        ``TeacherVAEModule``; once that is merged this override goes and the parent's is used.
-        """
-        x = images.flatten(2)  # (K, B, 784)
-        mu, logvar = self.encoder(x)
-        z = mu + torch.exp(0.5 * logvar) * self._draw_noise(mu.shape)
-        logits = self.decoder.logits(z)  # (K, B, 784)
-        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)  # (K, B)
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)  # (K, B)
-        return recon, kl
 
     def _draw_noise(self, shape: torch.Size) -> torch.Tensor:
         """Reparameterization noise; in a DP step each teacher draws for its own records only, so its

@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from pate_lightning.data import font_digits, sources
+
+
+@pytest.fixture(scope="module")
+def glyphs():
+    fonts = font_digits.font_files()[:4]
+    return font_digits.render_glyphs(fonts)
+
+
+def test_bundled_fonts_render_ten_distinct_digits(glyphs):
+    stack, kept = glyphs
+    assert stack.shape[1:] == (10, font_digits.GLYPH, font_digits.GLYPH)
+    assert len(kept) == stack.shape[0] >= 1
+    assert all("mpl-data" in str(p) for p in kept)  # matplotlib's wheel comes first
+
+
+def test_render_is_deterministic_by_seed_and_mnist_framed(glyphs):
+    stack, _ = glyphs
+    a, labels = font_digits.render(3, 7, stack)
+    b, _ = font_digits.render(3, 7, stack)
+    c, _ = font_digits.render(3, 8, stack)
+    assert a.dtype == torch.uint8 and a.shape == (30, 28, 28)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.bincount(labels, minlength=10).tolist() == [3] * 10
+    # MNIST framing: ink inside the central region, centre of mass near the middle (elastic moves it a little)
+    x = a.float()
+    assert x[:, :2].sum() == 0 or x[:, :2].sum() < 0.02 * x.sum()
+    ys = torch.arange(28.0)
+    com_y = (x.sum(2) * ys).sum(1) / x.sum((1, 2))
+    assert (com_y - 13.5).abs().max() < 3
+
+
+def test_batched_elastic_matches_torchvision():
+    images = torch.rand(3, 1, 28, 28)
+    displacement = torch.randn(3, 28, 28, 2) * 0.1
+    ours = font_digits.elastic_with(images, displacement)
+    for i in range(3):
+        theirs = TF.elastic(images[i], displacement[i : i + 1]).clamp(0, 1)
+        assert torch.allclose(ours[i], theirs, atol=1e-5)
+
+
+def test_dataset_table_serves_font_digits_without_reading_mnist(tmp_path, monkeypatch):
+    def no_mnist(*args, **kwargs):
+        raise AssertionError("font_digits read MNIST")
+
+    monkeypatch.setattr(sources.datasets, "MNIST", no_mnist)
+    monkeypatch.setitem(sources.DATASETS, "mnist", no_mnist)
+    monkeypatch.setattr(font_digits, "PER_CLASS", {True: 4, False: 2})
+    every_font = font_digits.font_files
+    monkeypatch.setattr(font_digits, "font_files", lambda: every_font()[:3])
+    assert sources.prepare("font_digits", tmp_path) == "torchvision"
+    images, labels = sources.load_split("font_digits", tmp_path, train=True)
+    assert images.shape == (40, 28, 28) and images.dtype == torch.uint8
+    assert torch.bincount(labels).tolist() == [4] * 10
+    test_images, _ = sources.load_split("font_digits", tmp_path, train=False)
+    assert test_images.shape == (20, 28, 28) and not torch.equal(test_images, images[:20])
+    manifest = json.loads((tmp_path / "FontDigits" / "processed" / "manifest.json").read_text())
+    assert manifest["train"]["count"] == 40 and len(manifest["train"]["fonts"]) == 3
+    assert len(manifest["train"]["images_sha256"]) == 64
+    assert sources.prepare("font_digits", tmp_path) == "existing"  # cached: not rendered again
+    assert list(tmp_path.iterdir()) == [tmp_path / "FontDigits"]  # nothing MNIST-shaped was written
+
+
+def test_pen_digits_are_deterministic_and_inked():
+    from pate_lightning.data import pen_digits
+
+    for digit in range(10):
+        a = pen_digits.draw(digit, 64, torch.Generator().manual_seed(digit))
+        b = pen_digits.draw(digit, 64, torch.Generator().manual_seed(digit))
+        assert a.shape == (64, 64) and torch.equal(a, b) and a.sum() > 20
+    # every template of the open-top 4 and the others differ from each other
+    gen = torch.Generator().manual_seed(0)
+    fours = {pen_digits.draw(4, 64, gen).sum().item() for _ in range(6)}
+    assert len(fours) > 1
