@@ -27,7 +27,7 @@ REPORT_NOTE = (
 
 # a run replaces an earlier one only when it repeats the same setting, so sweeps over parameters or
 # query counts accumulate side by side in one report
-RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers")
+RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers", "protocol", "student_method")
 
 
 def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
