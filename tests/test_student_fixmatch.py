@@ -25,7 +25,7 @@ def test_unlabeled_loss_is_masked_exactly_by_the_threshold(threshold):
     loss, mask = fixmatch_unlabeled_loss(weak, strong, threshold)
     confidence, target = weak.exp().max(dim=1)
     assert torch.equal(mask, confidence >= threshold)
-    expected = sum(-strong[i, target[i]] for i in range(64) if mask[i]) / 64  # mean over all U images
+    expected = sum((-strong[i, target[i]] for i in range(64) if mask[i]), torch.tensor(0.0)) / 64  # mean over all U images
     assert float(loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-6)
     loss.backward()
     # images below the threshold get exactly zero gradient; the others exactly d/dx of -log p / U
@@ -106,10 +106,11 @@ def test_train_student_reports_fixmatch_and_ema(tmp_path):
     images, labels = separable_digits(30)
     test = separable_digits(20, seed=1)
     settings = StudentSettings(epochs=1, batch_size=8, val_fraction=0.0, architecture="small_cnn", method="fixmatch",
-                               mu=2, ema_decay=0.9).check()
+                               mu=2, ema_decay=0.9, cosine=True).check()
     report = train_student(images, labels, test, settings, "cpu", 0, tmp_path, unlabeled=separable_digits(48, 2)[0])
     assert report["method"] == "fixmatch" and report["sizes"] == {"train": 30, "val": 0, "test": 20, "unlabeled": 48}
-    assert report["steps"] == 3 and 0 <= report["final_mask_rate"] <= 1 and len(report["test_accuracy_per_class"]) == 10
+    # 4 labeled batches of 8 outnumber the 3 unlabeled batches of 16: the longer loader sets the epoch
+    assert report["steps"] == 4 and 0 <= report["final_mask_rate"] <= 1 and len(report["test_accuracy_per_class"]) == 10
     supervised = train_student(images, labels, test, StudentSettings(epochs=1, batch_size=8, val_fraction=0.0), "cpu", 0,
                                tmp_path, unlabeled=separable_digits(48, 2)[0])
     assert "unlabeled" not in supervised["sizes"] and supervised["final_mask_rate"] is None  # the pool is ignored

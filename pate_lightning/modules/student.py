@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Union
+import math
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,11 +36,12 @@ class StudentModule(LightningModule):
         method: ``supervised`` (answered queries only) or ``fixmatch`` (plus the unlabeled pool).
         threshold: FixMatch's confidence a weak-view prediction needs to become a pseudo-label.
         unlabeled_weight: FixMatch's lambda_u, the weight of the unlabeled loss.
+        cosine: decay the learning rate over the run as FixMatch does (lr * cos(7 pi t / 16), t from 0 to 1).
     """
 
     def __init__(
         self, architecture: str = "ucstub", lr: float = 1e-3, weight_decay: float = 0.0, normalization: str = "mnist",
-        method: str = "supervised", threshold: float = 0.95, unlabeled_weight: float = 1.0,
+        method: str = "supervised", threshold: float = 0.95, unlabeled_weight: float = 1.0, cosine: bool = False,
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
@@ -83,12 +85,12 @@ class StudentModule(LightningModule):
         if "unlabeled" not in batch:  # no unlabeled data: exactly the supervised loss
             return self._shared_step((images, labels), "train")
         weak, strong = batch["unlabeled"]
-        with torch.no_grad():  # pseudo-labels are targets, not a path for gradients (FixMatch's stop-gradient)
-            weak_log_probs = self(weak)  # (U, 10)
-        # labeled and strong views in one pass, so batch norm sees the whole batch as in FixMatch
-        log_probs = self(torch.cat([images, strong]))  # (B + U, 10)
+        # every view in one pass, so batch norm normalizes them together as in FixMatch; the weak views'
+        # predictions are detached inside the loss (pseudo-labels are targets, not a path for gradients)
+        log_probs = self(torch.cat([images, weak, strong]))  # (B + 2U, 10)
         supervised = self._score(log_probs[: len(images)], labels, "train")
-        unlabeled, mask = fixmatch_unlabeled_loss(weak_log_probs, log_probs[len(images):], self.hparams.threshold)
+        weak_log_probs, strong_log_probs = log_probs[len(images):].chunk(2)  # (U, 10) each
+        unlabeled, mask = fixmatch_unlabeled_loss(weak_log_probs, strong_log_probs, self.hparams.threshold)
         loss = supervised + self.hparams.unlabeled_weight * unlabeled
         self.log_dict({"train/unlabeled_loss": unlabeled, "train/mask_rate": mask.float().mean(),
                        "train/total_loss": loss}, prog_bar=True)
@@ -111,5 +113,10 @@ class StudentModule(LightningModule):
         self.test_accuracy_per_class = per_class.tolist()
         self.log_dict({f"test/acc_class_{c}": value for c, value in enumerate(per_class)})
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if not self.hparams.cosine:
+            return optimizer
+        total = max(1, self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: math.cos(7 * math.pi * step / (16 * total)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 from pate_lightning.data.augment import AffineRange, apply_affine, draw_affine
 
 WEAK = AffineRange(degrees=0.0, translate=0.1, scale=(1.0, 1.0))
-STRONG = AffineRange(degrees=30.0, translate=0.2, scale=(0.75, 1.2))
+STRONG = AffineRange(degrees=30.0, translate=0.15, scale=(0.75, 1.2))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class StudentSettings:
         unlabeled_weight: FixMatch's lambda_u.
         elastic: probability of an elastic distortion in FixMatch's strong view.
         ema_decay: decay of an exponential moving average of the weights, used for testing (0: none).
+        cosine: FixMatch's cosine learning-rate decay over the run (False: constant).
     """
 
     epochs: int = 10
@@ -54,6 +55,7 @@ class StudentSettings:
     unlabeled_weight: float = 1.0
     elastic: float = 0.0
     ema_decay: float = 0.0
+    cosine: bool = False
 
     def check(self) -> "StudentSettings":
         if self.epochs < 1 or self.batch_size < 1 or self.mu < 1 or not self.lr > 0 or self.weight_decay < 0:
@@ -91,7 +93,7 @@ def train_student(
                              augment=settings.augment, seed=seed, unlabeled=pool, mu=settings.mu,
                              strong=StrongAugment(elastic=settings.elastic))
     model = StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization,
-                          settings.method, settings.threshold, settings.unlabeled_weight)
+                          settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine)
     callbacks: list[Callback] = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay else []
     trainer = Trainer(
         max_epochs=settings.epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
