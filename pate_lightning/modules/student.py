@@ -1,19 +1,24 @@
-"""``StudentModule``: the PATE student, trained on the answered queries and their noisy labels."""
+"""``StudentModule``: the PATE student, supervised on the answered queries or semi-supervised with FixMatch."""
 
 from __future__ import annotations
+
+import math
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from pate_lightning.models.classifier import UCStubModel
+from pate_lightning.pate.semi_supervised import METHODS, fixmatch_unlabeled_loss
+from pate_lightning.pate.student_nets import ARCHITECTURES
 from pate_lightning.teachers import normalization_from_name
 
 NUM_CLASSES = 10
-# name -> a plain nn.Module mapping (B, 1, 28, 28) normalized images to (B, 10) log-probabilities
-ARCHITECTURES: dict[str, type[nn.Module]] = {"ucstub": UCStubModel}
+Pairs = tuple[torch.Tensor, torch.Tensor]
+# supervised: (images, labels); fixmatch: {"labeled": (images, labels), "unlabeled": (weak, strong)},
+# the unlabeled part absent when there is no unlabeled data
+TrainBatch = Union[Pairs, dict[str, Pairs]]
 
 
 class StudentModule(LightningModule):
@@ -28,16 +33,26 @@ class StudentModule(LightningModule):
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         normalization: ``mnist`` (mean 0.1307, std 0.3081) or ``half`` (0.5, 0.5).
+        method: ``supervised`` (answered queries only) or ``fixmatch`` (plus the unlabeled pool).
+        threshold: FixMatch's confidence a weak-view prediction needs to become a pseudo-label.
+        unlabeled_weight: FixMatch's lambda_u, the weight of the unlabeled loss.
+        cosine: decay the learning rate over the run as FixMatch does (lr * cos(7 pi t / 16), t from 0 to 1).
     """
 
     def __init__(
-        self, architecture: str = "ucstub", lr: float = 1e-3, weight_decay: float = 0.0, normalization: str = "mnist"
+        self, architecture: str = "ucstub", lr: float = 1e-3, weight_decay: float = 0.0, normalization: str = "mnist",
+        method: str = "supervised", threshold: float = 0.95, unlabeled_weight: float = 1.0, cosine: bool = False,
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown student architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
+        if method not in METHODS:
+            raise ValueError(f"unknown student method {method!r}; choose one of {METHODS}")
         if not lr > 0 or weight_decay < 0:
             raise ValueError(f"student lr must be > 0 and weight_decay >= 0, got {lr}, {weight_decay}")
+        if not 0 <= threshold <= 1 or unlabeled_weight < 0:
+            raise ValueError(f"student threshold must lie in [0, 1] and unlabeled_weight be >= 0, got "
+                             f"{threshold}, {unlabeled_weight}")
         self.save_hyperparameters()
         self.normalize = normalization_from_name(normalization)
         self.net = ARCHITECTURES[architecture]()
@@ -51,9 +66,7 @@ class StudentModule(LightningModule):
         """(B, 1, 28, 28) images in [0, 1] -> (B, 10) log-probabilities."""
         return self.net(self.normalize(images))
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, labels = batch
-        log_probs = self(images)  # (B, 10)
+    def _score(self, log_probs: torch.Tensor, labels: torch.Tensor, stage: str) -> torch.Tensor:
         loss = F.nll_loss(log_probs, labels)
         predicted = log_probs.argmax(dim=1)  # (B,)
         accuracy = getattr(self, f"{stage}_accuracy")
@@ -63,13 +76,35 @@ class StudentModule(LightningModule):
         self.log_dict({f"{stage}/loss": loss, f"{stage}/acc": accuracy}, prog_bar=stage != "test")
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def _shared_step(self, batch: Pairs, stage: str) -> torch.Tensor:
+        images, labels = batch
+        return self._score(self(images), labels, stage)
+
+    def _fixmatch_step(self, batch: dict[str, Pairs]) -> torch.Tensor:
+        images, labels = batch["labeled"]
+        if "unlabeled" not in batch:  # no unlabeled data: exactly the supervised loss
+            return self._shared_step((images, labels), "train")
+        weak, strong = batch["unlabeled"]
+        # every view in one pass, so batch norm normalizes them together as in FixMatch; the weak views'
+        # predictions are detached inside the loss (pseudo-labels are targets, not a path for gradients)
+        log_probs = self(torch.cat([images, weak, strong]))  # (B + 2U, 10)
+        supervised = self._score(log_probs[: len(images)], labels, "train")
+        weak_log_probs, strong_log_probs = log_probs[len(images):].chunk(2)  # (U, 10) each
+        unlabeled, mask = fixmatch_unlabeled_loss(weak_log_probs, strong_log_probs, self.hparams.threshold)
+        loss = supervised + self.hparams.unlabeled_weight * unlabeled
+        self.log_dict({"train/unlabeled_loss": unlabeled, "train/mask_rate": mask.float().mean(),
+                       "train/total_loss": loss}, prog_bar=True)
+        return loss
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
+        if isinstance(batch, dict):
+            return self._fixmatch_step(batch)
         return self._shared_step(batch, "train")
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: Pairs, batch_idx: int) -> None:
         self._shared_step(batch, "val")
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Pairs, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
@@ -78,5 +113,10 @@ class StudentModule(LightningModule):
         self.test_accuracy_per_class = per_class.tolist()
         self.log_dict({f"test/acc_class_{c}": value for c, value in enumerate(per_class)})
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if not self.hparams.cosine:
+            return optimizer
+        total = max(1, self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: math.cos(7 * math.pi * step / (16 * total)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

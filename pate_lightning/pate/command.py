@@ -5,21 +5,18 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from lightning.pytorch import Trainer, seed_everything
 
 from pate_lightning import layout
-from pate_lightning.errors import PateError
-from pate_lightning.modules.student import ARCHITECTURES, StudentModule
 from pate_lightning.pate.aggregate import Accounting, Mechanism, account, aggregate, check_conversion, check_delta, plurality
 from pate_lightning.pate.publish import diagnostics_entry, privacy_record, read_privacy_stages
-from pate_lightning.pate.queries import QUERY_SOURCES, QuerySet, holdout_set, load_queries, select_queries
+from pate_lightning.pate.queries import (QUERY_SOURCES, QuerySet, holdout_set, load_queries, protocol_split,
+                                         select_queries, votes_name)
 from pate_lightning.pate.report import format_table, write_report
-from pate_lightning.pate.student_data import StudentDataModule
+from pate_lightning.pate.student_training import StudentSettings, train_student
 from pate_lightning.pate.voting import cached_votes, check_teachers, find_teachers
 from pate_lightning.privacy import NoiseSource, ReleaseSettings, end_to_end_privacy, noise_source
 from pate_lightning.teachers import NORMALIZATIONS
@@ -28,43 +25,6 @@ log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-
-
-@dataclass(frozen=True)
-class StudentSettings:
-    """How the student is trained on the answered queries.
-
-    Args:
-        epochs: training epochs.
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay.
-        batch_size: training batch size.
-        val_fraction: share of the answered queries held out for validation, in [0, 1).
-        augment: small random affine augmentation of training batches.
-        architecture: one of ``modules.student.ARCHITECTURES``.
-        normalization: the student's input normalization (``mnist`` or ``half``).
-    """
-
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    val_fraction: float = 0.1
-    augment: bool = False
-    architecture: str = "ucstub"
-    normalization: str = "mnist"
-
-    def check(self) -> "StudentSettings":
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError(f"student.epochs and student.batch_size must be >= 1, student.lr > 0 and "
-                             f"student.weight_decay >= 0, got {self}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"student.val_fraction must lie in [0, 1), got {self.val_fraction}")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown student.architecture {self.architecture!r}; choose one of {sorted(ARCHITECTURES)}")
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"unknown student.normalization {self.normalization!r}; choose one of {sorted(NORMALIZATIONS)}")
-        return self
 
 
 def vote_device(accelerator: str) -> torch.device:
@@ -79,34 +39,6 @@ def _rate(hits: torch.Tensor) -> Optional[float]:
     return float(hits.double().mean()) if hits.numel() else None
 
 
-def train_student(
-    images: torch.Tensor, labels: torch.Tensor, test: tuple[torch.Tensor, torch.Tensor], settings: StudentSettings,
-    accelerator: str, seed: int, root: Path,
-) -> dict[str, Any]:
-    """Train a student on (images, labels), test it on the held-out half; its report entry."""
-    seed_everything(seed, verbose=False)
-    data = StudentDataModule(images, labels, *test, batch_size=settings.batch_size,
-                             val_fraction=settings.val_fraction, augment=settings.augment, seed=seed)
-    model = StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization)
-    trainer = Trainer(
-        max_epochs=settings.epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, default_root_dir=root, deterministic=False,
-    )
-    started = time.perf_counter()
-    trainer.fit(model, datamodule=data)
-    validation = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "val/acc"}
-    tested = trainer.test(model, datamodule=data, verbose=False)[0]
-    return {
-        **asdict(settings),
-        "sizes": data.sizes,
-        "val_accuracy": validation.get("val/acc"),
-        "test_set": "second half of the MNIST test set (never queried)",
-        "test_accuracy": float(tested["test/acc"]),
-        "test_accuracy_per_class": [round(v, 6) for v in model.test_accuracy_per_class],
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-
-
 def pate_command(
     run_dir: str = ".",
     data_dir: str = "data",
@@ -115,6 +47,7 @@ def pate_command(
     teacher_ids: Optional[list[int]] = None,
     normalization: Optional[str] = None,
     query_source: str = "mnist_test",
+    protocol: str = "half",
     synthetic_samples: Optional[str] = None,
     num_queries: Optional[int] = 1000,
     mechanism: str = "confident_gnmax",
@@ -141,7 +74,9 @@ def pate_command(
         teachers_dir: the teacher classifiers, {teachers_dir}/{id}/model.pth (relative to run_dir unless absolute).
         teacher_ids: teachers that vote (default: every teacher found).
         normalization: classifier input normalization, mnist or half (default: what each teacher recorded).
-        query_source: mnist_test (first half of the MNIST test set) or synthetic (the combined dataset).
+        query_source: mnist_test (a prefix of the MNIST test set) or synthetic (the combined dataset).
+        protocol: half (queries from the first 5,000 MNIST test images, student tested on the last 5,000) or
+            papers (first 9,000 / last 1,000, as Papernot et al. 2017 and 2018).
         synthetic_samples: the combined samples (default {run_dir}/synthetic/combined_samples.pt).
         num_queries: queries asked (mnist_test: the first ones; synthetic: a seeded random subset); null: all.
         mechanism: lnmax, gnmax or confident_gnmax.
@@ -168,6 +103,7 @@ def pate_command(
     release.resolved()
     student.check()
     noise = noise_source(seed)
+    protocol_split(1, protocol)  # an unknown protocol fails here, before anything is read
     if query_source not in QUERY_SOURCES:
         raise ValueError(f"unknown query_source {query_source!r}; choose one of {QUERY_SOURCES}")
     if num_queries is not None and (isinstance(num_queries, bool) or num_queries < 1):
@@ -182,23 +118,25 @@ def pate_command(
     ids = check_teachers(teachers_root, teacher_ids if teacher_ids is not None else find_teachers(teachers_root))
     chosen.check(num_teachers=len(ids))
     samples = Path(synthetic_samples) if synthetic_samples else layout.synthetic_dir(root) / "combined_samples.pt"
-    queries = load_queries(query_source, data_dir, samples, dataset)
+    queries = load_queries(query_source, data_dir, samples, protocol, dataset)
     stages = read_privacy_stages(samples) if query_source == "synthetic" else None
     # the query subset and the student's initialisation are not privacy noise: a fresh seed is recorded for them
     sampling_seed = seed if seed is not None else secrets.randbits(31)
     asked = select_queries(queries, num_queries, sampling_seed)  # (Q,)
-    test = holdout_set(data_dir, dataset)
+    test = holdout_set(data_dir, protocol, dataset)
+    votes_path = layout.votes_file(root, votes_name(query_source, protocol))
 
-    result = cached_votes(layout.votes_file(root, query_source), teachers_root, ids, queries.images, asked,
+    result = cached_votes(votes_path, teachers_root, ids, queries.images, asked,
                           normalization, teacher_chunk, vote_batch_size, device)
     votes = result.votes  # (Q, 10)
     labels, answered = aggregate(votes, chosen, noise.votes, len(ids))  # (Q,), (Q,)
     accounting = account(votes, answered, chosen, delta, noise.release, release, conversion)
     ledger = end_to_end_privacy(query_source, stages, accounting.ledger_steps, delta, conversion)
-    run = public_run(queries, asked, ids, chosen, labels, answered, noise, accounting, ledger, sampling_seed)
+    run = public_run(queries, asked, ids, chosen, labels, answered, noise, accounting, ledger, sampling_seed,
+                     protocol, student.method)
     diagnostics = diagnostics_entry(run, accounting.diagnostics, *vote_diagnostics(queries, asked, votes, labels, answered))
     run["votes"] = {
-        "file": str(layout.votes_file(root, query_source)),
+        "file": str(votes_path),
         "rows_counted": result.computed,
         "rows_from_cache": len(asked) - result.computed,
         "seconds": round(result.seconds, 3),
@@ -207,8 +145,11 @@ def pate_command(
     }
     if answered.any():
         images = queries.images[asked][answered]
+        # the unlabeled pool is every query image, answered or not, without any label: public (mnist_test) or
+        # already paid for by the stages that made it (synthetic); the supervised student ignores it
         run["student"] = train_student(images, labels[answered], test, student, accelerator, sampling_seed,
-                                       layout.pate_dir(root))
+                                       layout.pate_dir(root), unlabeled=queries.images,
+                                       test_set=f"the last {len(test[0])} MNIST test images (never queried)")
     else:
         run["student"] = None
         log.warning("pate: no query was answered (lower threshold or ask more queries); no student trained")
@@ -221,10 +162,13 @@ def pate_command(
 def public_run(
     queries: QuerySet, asked: torch.Tensor, ids: list[int], chosen: Mechanism, labels: torch.Tensor,
     answered: torch.Tensor, noise: NoiseSource, accounting: Accounting, ledger: dict[str, Any], sampling_seed: int,
+    protocol: str, student_method: str,
 ) -> dict[str, Any]:
     """The report entry's publishable fields: settings, counts, noisy labels' statistics, the privacy block."""
     run: dict[str, Any] = {
         "query_source": queries.source,
+        "protocol": protocol,
+        "student_method": student_method,
         "query_file": str(queries.path),
         "mechanism": chosen.name,
         "parameters": chosen.parameters,

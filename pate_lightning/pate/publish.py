@@ -19,7 +19,7 @@ from pate_lightning.io import read_json
 from pate_lightning.privacy.ledger import entry_from_contract
 
 RUN_KEYS = frozenset({
-    "query_source", "query_file", "mechanism", "parameters", "mechanism_description", "num_teachers", "teacher_ids",
+    "query_source", "protocol", "student_method", "query_file", "mechanism", "parameters", "mechanism_description", "num_teachers", "teacher_ids",
     "queries_available", "queries_asked", "queries_answered", "answered_label_counts", "label_accuracy",
     "sampling_seed", "privacy", "votes", "student", "seconds",
 })
@@ -34,6 +34,8 @@ PRIVACY_KEYS = frozenset({
     "privacy_scope", "scope_note", "epsilon_labels", "order_labels", "epsilon_end_to_end", "order_end_to_end",
     "unbounded_by", "ledger",
 })
+# one report entry per setting: a run with the same values of these replaces the earlier one
+RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers", "protocol", "student_method")
 RELEASE_KEYS = frozenset({"order", "beta", "sigma_ss", "rdp_release", "delta", "conversion"})
 DIAGNOSTIC_NOTE = (
     "NOT FOR RELEASE: every value here is computed from the un-noised teacher votes (or from labels that "
@@ -95,9 +97,8 @@ def diagnostics_entry(
     generator_label_agreement: Optional[float],
 ) -> dict[str, Any]:
     """One run's diagnostics, keyed like its report entry so the two can be joined."""
-    key = ("query_source", "mechanism_description", "queries_asked", "num_teachers")
     return {
-        **{name: run[name] for name in key},
+        **{name: run.get(name) for name in RUN_KEY},
         "not_for_release": True,
         "plurality_accuracy": plurality_accuracy,
         "generator_label_agreement": generator_label_agreement,

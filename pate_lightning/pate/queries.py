@@ -1,8 +1,11 @@
-"""The student's unlabeled query sets and the held-out test half, validated before anything runs.
+"""The query sets and the student's held-out test set, validated before anything runs.
 
-``mnist_test`` is the classic PATE public set: the first half of the MNIST test set (5,000 images).
+``mnist_test`` is the classic PATE public set: a prefix of the MNIST test set. Two protocols split it:
+``half`` asks queries from the first 5,000 images and tests the student on the last 5,000 (this
+package's original split); ``papers`` asks from the first 9,000 and tests on the last 1,000, as
+Papernot et al. 2017 and 2018 did, so rows compare like for like with their anchors.
 ``synthetic`` is the pooled dataset written by ``combine`` (``{name}_samples.pt`` with its
-``{name}_labels.csv``). The second half of the MNIST test set is always held out for the student.
+``{name}_labels.csv``); its student is tested on the protocol's held-out part of the MNIST test set.
 """
 
 from __future__ import annotations
@@ -19,6 +22,25 @@ from pate_lightning.errors import PateError
 
 QUERY_SOURCES = ("mnist_test", "synthetic")
 NUM_CLASSES = 10
+# protocol -> share of the MNIST test set that is the query pool; the rest is the student's test set
+PROTOCOLS = {"half": 0.5, "papers": 0.9}
+
+
+def protocol_split(total: int, protocol: str) -> int:
+    """Size of the query pool (a prefix) of a test set of ``total`` images; the rest is held out.
+
+    >>> protocol_split(10_000, "half"), protocol_split(10_000, "papers")
+    (5000, 9000)
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
+    return round(total * PROTOCOLS[protocol])
+
+
+def votes_name(source: str, protocol: str) -> str:
+    """The vote cache's name: the ``papers`` pool is another image set than the ``half`` one (its cache key
+    differs), so each keeps its own cache instead of recounting the other's."""
+    return f"{source}_{protocol}" if source == "mnist_test" and protocol != "half" else source
 
 
 @dataclass(frozen=True)
@@ -48,18 +70,18 @@ def _mnist_test(data_dir: str | Path, dataset: str = "mnist") -> tuple[torch.Ten
     return images.unsqueeze(1).float().div_(255), labels  # (N, 1, 28, 28), (N,)
 
 
-def mnist_test_queries(data_dir: str | Path, dataset: str = "mnist") -> QuerySet:
-    """The first half of the MNIST test set, with its true labels."""
+def mnist_test_queries(data_dir: str | Path, protocol: str = "half", dataset: str = "mnist") -> QuerySet:
+    """The protocol's query pool (a prefix of the MNIST test set), with its true labels."""
     images, labels = _mnist_test(data_dir, dataset)
-    half = len(images) // 2
-    return QuerySet("mnist_test", Path(data_dir), images[:half], truth=labels[:half])
+    split = protocol_split(len(images), protocol)
+    return QuerySet("mnist_test", Path(data_dir), images[:split], truth=labels[:split])
 
 
-def holdout_set(data_dir: str | Path, dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
-    """The second half of the MNIST test set: the student's evaluation data, never queried."""
+def holdout_set(data_dir: str | Path, protocol: str = "half", dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
+    """The rest of the MNIST test set after the protocol's query pool: the student's test set, never queried."""
     images, labels = _mnist_test(data_dir, dataset)
-    half = len(images) // 2
-    return images[half:], labels[half:]
+    split = protocol_split(len(images), protocol)
+    return images[split:], labels[split:]
 
 
 def check_images(images: object, path: Path) -> torch.Tensor:
@@ -126,9 +148,11 @@ def synthetic_queries(samples_path: str | Path) -> QuerySet:
     return QuerySet("synthetic", path, images, generator_labels=labels)
 
 
-def load_queries(source: str, data_dir: str | Path, synthetic_samples: str | Path, dataset: str = "mnist") -> QuerySet:
+def load_queries(
+    source: str, data_dir: str | Path, synthetic_samples: str | Path, protocol: str = "half", dataset: str = "mnist"
+) -> QuerySet:
     if source == "mnist_test":
-        return mnist_test_queries(data_dir, dataset)
+        return mnist_test_queries(data_dir, protocol, dataset)
     if source == "synthetic":
         return synthetic_queries(synthetic_samples)
     raise ValueError(f"unknown query_source {source!r}; choose one of {QUERY_SOURCES}")

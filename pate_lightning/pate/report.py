@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pate_lightning.io import write_json
-from pate_lightning.pate.publish import DIAGNOSTIC_NOTE, check_publishable
+from pate_lightning.pate.publish import DIAGNOSTIC_NOTE, RUN_KEY, check_publishable
 from pate_lightning.privacy import NOT_PRIVATE, NOT_RELEASED, RELEASED
 
 # Published MNIST results to compare against (delta 1e-5; both epsilons are data-dependent).
@@ -32,7 +32,6 @@ REPORT_NOTE = (
 
 # a run replaces an earlier one only when it repeats the same setting, so sweeps over parameters or
 # query counts accumulate side by side in one report
-RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers")
 
 
 def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -1,0 +1,118 @@
+"""The student's settings and its training run: Lightning ``Trainer`` around ``StudentModule``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
+
+from pate_lightning.modules.student import StudentModule
+from pate_lightning.pate.semi_supervised import METHODS
+from pate_lightning.pate.student_augment import StrongAugment
+from pate_lightning.pate.student_data import StudentDataModule
+from pate_lightning.pate.student_nets import ARCHITECTURES
+from pate_lightning.teachers import NORMALIZATIONS
+
+
+@dataclass(frozen=True)
+class StudentSettings:
+    """How the student is trained on the answered queries (and, for FixMatch, the unlabeled pool).
+
+    Args:
+        epochs: training epochs (FixMatch: passes over the unlabeled pool).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        batch_size: labeled training batch size.
+        val_fraction: share of the answered queries held out for validation, in [0, 1).
+        augment: small random affine augmentation of supervised training batches.
+        architecture: one of ``pate.student_nets.ARCHITECTURES``.
+        normalization: the student's input normalization (``mnist`` or ``half``).
+        method: ``supervised`` or ``fixmatch``.
+        threshold: FixMatch's pseudo-label confidence threshold, in [0, 1].
+        mu: FixMatch's unlabeled images per labeled image in a batch.
+        unlabeled_weight: FixMatch's lambda_u.
+        elastic: probability of an elastic distortion in FixMatch's strong view.
+        ema_decay: decay of an exponential moving average of the weights, used for testing (0: none).
+        cosine: FixMatch's cosine learning-rate decay over the run (False: constant).
+    """
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    val_fraction: float = 0.1
+    augment: bool = False
+    architecture: str = "ucstub"
+    normalization: str = "mnist"
+    method: str = "supervised"
+    threshold: float = 0.95
+    mu: int = 7
+    unlabeled_weight: float = 1.0
+    elastic: float = 0.0
+    ema_decay: float = 0.0
+    cosine: bool = False
+
+    def check(self) -> "StudentSettings":
+        if self.epochs < 1 or self.batch_size < 1 or self.mu < 1 or not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(f"student.epochs, student.batch_size and student.mu must be >= 1, student.lr > 0 and "
+                             f"student.weight_decay >= 0, got {self}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"student.val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown student.architecture {self.architecture!r}; choose one of {sorted(ARCHITECTURES)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown student.normalization {self.normalization!r}; choose one of {sorted(NORMALIZATIONS)}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown student.method {self.method!r}; choose one of {METHODS}")
+        for name in ("threshold", "elastic"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"student.{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.unlabeled_weight < 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"student.unlabeled_weight must be >= 0 and student.ema_decay in [0, 1), got "
+                             f"{self.unlabeled_weight}, {self.ema_decay}")
+        return self
+
+
+def train_student(
+    images: torch.Tensor, labels: torch.Tensor, test: tuple[torch.Tensor, torch.Tensor], settings: StudentSettings,
+    accelerator: str, seed: int, root: Path, unlabeled: Optional[torch.Tensor] = None,
+    test_set: str = "the held-out part of the MNIST test set (never queried)",
+) -> dict[str, Any]:
+    """Train a student on (images, labels) (and ``unlabeled`` for FixMatch), test it; its report entry.
+
+    ``unlabeled`` is ignored by the supervised method: the images only, never a label.
+    """
+    seed_everything(seed, verbose=False)
+    pool = unlabeled if settings.method == "fixmatch" else None
+    data = StudentDataModule(images, labels, *test, batch_size=settings.batch_size, val_fraction=settings.val_fraction,
+                             augment=settings.augment, seed=seed, unlabeled=pool, mu=settings.mu,
+                             strong=StrongAugment(elastic=settings.elastic))
+    model = StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization,
+                          settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine)
+    callbacks: list[Callback] = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay else []
+    trainer = Trainer(
+        max_epochs=settings.epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=False, default_root_dir=root, deterministic=False,
+        callbacks=callbacks,
+    )
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    tested = trainer.test(model, datamodule=data, verbose=False)[0]
+    return {
+        **asdict(settings),
+        "sizes": data.sizes,
+        "steps": trainer.global_step,
+        "val_accuracy": metrics.get("val/acc"),
+        "final_train_loss": metrics.get("train/total_loss", metrics.get("train/loss")),
+        "final_mask_rate": metrics.get("train/mask_rate"),
+        "test_set": test_set,
+        "test_accuracy": float(tested["test/acc"]),
+        "test_accuracy_per_class": [round(v, 6) for v in model.test_accuracy_per_class],
+        "seconds": round(time.perf_counter() - started, 2),
+    }

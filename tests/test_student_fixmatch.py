@@ -1,0 +1,126 @@
+"""FixMatch student: the threshold masks the unlabeled loss exactly; no unlabeled data = the supervised student."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Trainer, seed_everything
+
+from pate_lightning.modules.student import StudentModule
+from pate_lightning.pate.semi_supervised import fixmatch_unlabeled_loss, pseudo_labels
+from pate_lightning.pate.student_augment import StrongAugment, strong_view, weak_view
+from pate_lightning.pate.student_data import StudentDataModule
+from pate_lightning.pate.student_training import StudentSettings, train_student
+from tests.test_student import separable_digits, trainer
+
+
+def random_log_probs(count: int, seed: int) -> torch.Tensor:
+    logits = torch.randn(count, 10, generator=torch.Generator().manual_seed(seed)) * 3
+    return F.log_softmax(logits, dim=1)  # (count, 10)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.9, 1.0])
+def test_unlabeled_loss_is_masked_exactly_by_the_threshold(threshold):
+    weak = random_log_probs(64, seed=0)
+    strong = random_log_probs(64, seed=1).requires_grad_()
+    loss, mask = fixmatch_unlabeled_loss(weak, strong, threshold)
+    confidence, target = weak.exp().max(dim=1)
+    assert torch.equal(mask, confidence >= threshold)
+    expected = sum((-strong[i, target[i]] for i in range(64) if mask[i]), torch.tensor(0.0)) / 64  # mean over all U images
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-6)
+    loss.backward()
+    # images below the threshold get exactly zero gradient; the others exactly d/dx of -log p / U
+    assert torch.all(strong.grad[~mask] == 0)
+    rows = mask.nonzero().flatten()
+    assert torch.allclose(strong.grad[rows, target[rows]], torch.full((len(rows),), -1 / 64))
+
+
+def test_masked_images_may_be_anything():
+    weak = torch.tensor([[0.99, 0.01], [0.55, 0.45]]).log()
+    strong = torch.tensor([[0.7, 0.3], [0.5, 0.5]]).log()
+    poisoned = strong.clone()
+    poisoned[1] = torch.tensor([float("-inf"), 0.0])  # the masked image's strong view: a certain wrong class
+    loss, mask = fixmatch_unlabeled_loss(weak, strong, threshold=0.95)
+    again, _ = fixmatch_unlabeled_loss(weak, poisoned, threshold=0.95)
+    assert mask.tolist() == [True, False] and float(loss) == float(again) == pytest.approx(-torch.tensor(0.7).log() / 2)
+    assert pseudo_labels(weak, 0.95)[0].tolist() == [0, 0]
+
+
+def test_without_unlabeled_data_fixmatch_is_the_supervised_student():
+    images, labels = separable_digits(16)
+    seed_everything(0, verbose=False)
+    supervised = StudentModule(architecture="small_cnn", method="supervised")
+    fixmatch = StudentModule(architecture="small_cnn", method="fixmatch")
+    fixmatch.load_state_dict(supervised.state_dict())
+    losses = [supervised.training_step((images, labels), 0), fixmatch.training_step({"labeled": (images, labels)}, 0)]
+    assert torch.equal(losses[0], losses[1])
+    for loss in losses:
+        loss.backward()
+    for (name, a), (_, b) in zip(supervised.named_parameters(), fixmatch.named_parameters()):
+        assert torch.equal(a.grad, b.grad), name
+
+
+def test_an_empty_pool_trains_on_labeled_batches_only(tmp_path):
+    images, labels = separable_digits(20)
+    data = StudentDataModule(images, labels, images[:10], labels[:10], batch_size=8, val_fraction=0.0,
+                             unlabeled=torch.empty(0, 1, 28, 28))
+    data.setup()
+    batch = next(iter(data.train_dataloader()))[0]  # CombinedLoader yields (batch, batch_idx, dataloader_idx)
+    assert set(batch) == {"labeled"}
+    model = StudentModule(architecture="small_cnn", method="fixmatch")
+    trainer(tmp_path, fast_dev_run=True).fit(model, datamodule=data)
+    assert data.sizes["unlabeled"] == 0
+
+
+def test_fixmatch_batches_hold_mu_unlabeled_images_per_labeled_one(tmp_path):
+    images, labels = separable_digits(12)  # 3 labeled batches, cycled
+    pool = separable_digits(60, seed=5)[0]
+    data = StudentDataModule(images, labels, images[:10], labels[:10], batch_size=4, val_fraction=0.0,
+                             unlabeled=pool, mu=3)
+    seen = []
+
+    class Spy(StudentModule):
+        def training_step(self, batch, batch_idx):
+            seen.append({k: tuple(v[0].shape) for k, v in batch.items()})
+            return super().training_step(batch, batch_idx)
+
+    spy = Spy(architecture="small_cnn", method="fixmatch", threshold=0.0)
+    fit = trainer(tmp_path, max_epochs=1)
+    fit.fit(spy, datamodule=data)
+    assert len(seen) == 5 and fit.global_step == 5  # 60 pool images / (3 x 4) a step: the pool sets the epoch
+    assert seen[0] == {"labeled": (4, 1, 28, 28), "unlabeled": (12, 1, 28, 28)}
+    assert 0 <= float(fit.callback_metrics["train/mask_rate"]) <= 1
+
+
+def test_views_stay_images_and_differ():
+    images = separable_digits(8)[0]
+    generator = torch.Generator().manual_seed(0)
+    weak, strong = weak_view(images, generator), strong_view(images, generator, StrongAugment(elastic=1.0).transform())
+    for view in (weak, strong):
+        assert view.shape == images.shape and 0 <= float(view.min()) and float(view.max()) <= 1
+        assert not torch.equal(view, images)
+    # a pure shift keeps the ink (up to what leaves the frame and bilinear blur)
+    assert float(weak.sum()) == pytest.approx(float(images.sum()), rel=0.25)
+
+
+def test_train_student_reports_fixmatch_and_ema(tmp_path):
+    images, labels = separable_digits(30)
+    test = separable_digits(20, seed=1)
+    settings = StudentSettings(epochs=1, batch_size=8, val_fraction=0.0, architecture="small_cnn", method="fixmatch",
+                               mu=2, ema_decay=0.9, cosine=True).check()
+    report = train_student(images, labels, test, settings, "cpu", 0, tmp_path, unlabeled=separable_digits(48, 2)[0])
+    assert report["method"] == "fixmatch" and report["sizes"] == {"train": 30, "val": 0, "test": 20, "unlabeled": 48}
+    # 4 labeled batches of 8 outnumber the 3 unlabeled batches of 16: the longer loader sets the epoch
+    assert report["steps"] == 4 and 0 <= report["final_mask_rate"] <= 1 and len(report["test_accuracy_per_class"]) == 10
+    supervised = train_student(images, labels, test, StudentSettings(epochs=1, batch_size=8, val_fraction=0.0), "cpu", 0,
+                               tmp_path, unlabeled=separable_digits(48, 2)[0])
+    assert "unlabeled" not in supervised["sizes"] and supervised["final_mask_rate"] is None  # the pool is ignored
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"method": "mixmatch"}, "unknown student.method"), ({"threshold": 1.5}, "student.threshold"),
+     ({"mu": 0}, "student.mu"), ({"ema_decay": 1.0}, "ema_decay"), ({"architecture": "vit"}, "unknown student.arch")],
+)
+def test_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StudentSettings(**kwargs).check()
