@@ -28,5 +28,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_teachers --out benchmarks/results/latest.json
 
+# Every output pate_lightning/layout.py names for the default run dir (the working directory); tests/test_layout.py
+# keeps the list in step. logs/ and checkpoints/ are tracked (.gitkeep), so only their contents go.
 clean-outputs:
-	rm -rf teacher_vaes teachers trained_nets candidates pate run_summary.json shard_indices.json
+	rm -rf shard_indices.json teachers teacher_vaes trained_nets candidates logs/* checkpoints/* reference \
+		synthetic pate run_summary.json pipeline_state.json .pipeline figures

@@ -128,8 +128,7 @@ class ShardDataModule(LightningDataModule):
         )
         self.shards, self.selected, self._train = shards, selected, (images, labels)
         for teacher_id in selected:
-            meta = layout.teacher_dir(self.run_dir, teacher_id) / "metadata.json"
-            if not meta.exists():
+            if not layout.metadata_file(self.run_dir, teacher_id).exists():
                 shard_lib.write_metadata(self.run_dir, teacher_id, self.shard_labels(teacher_id), path)
 
     def shard_images(self, teacher_id: int) -> torch.Tensor:

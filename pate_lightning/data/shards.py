@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from pate_lightning import layout
 from pate_lightning.errors import PateError
 from pate_lightning.io import read_json, write_json
 
@@ -142,7 +143,7 @@ def class_distribution(labels: torch.Tensor, num_classes: int = 10) -> dict[str,
 def write_metadata(root: Path, teacher_id: int, labels: torch.Tensor, shard_file: Path) -> Path:
     """``teachers/teacher_{id}/metadata.json`` in the seed's format."""
     return write_json(
-        root / "teachers" / f"teacher_{teacher_id}" / "metadata.json",
+        layout.metadata_file(root, teacher_id),
         {
             "teacher_id": teacher_id,
             "shard_size": int(labels.numel()),

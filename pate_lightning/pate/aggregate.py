@@ -6,7 +6,6 @@ eps 2.04), GNMax sigma = 40 and Confident-GNMax T = 200, sigma1 = 150, sigma2 = 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -16,7 +15,6 @@ import torch
 from pate_lightning.privacy import (
     CONVERSION_REFERENCES,
     CONVERSIONS,
-    MECHANISMS,
     NOT_RELEASED,
     RELEASED,
     RELEASED_MECHANISMS,
@@ -30,13 +28,7 @@ from pate_lightning.privacy import (
     release_data_dependent_epsilon,
     release_rdp_curve,
 )
-
-PARAMETERS = {"lnmax": ("gamma",), "gnmax": ("sigma",), "confident_gnmax": ("threshold", "sigma1", "sigma2")}
-
-
-def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+from pate_lightning.privacy.mechanisms import PARAMETERS, check_parameters
 
 
 def check_conversion(conversion: str) -> str:
@@ -73,18 +65,7 @@ class Mechanism:
 
     def check(self, num_teachers: Optional[int] = None) -> "Mechanism":
         """Raise a ValueError naming the setting if a used parameter is out of range."""
-        if self.name not in MECHANISMS:
-            raise ValueError(f"unknown mechanism {self.name!r}; choose one of {MECHANISMS}")
-        for parameter in PARAMETERS[self.name]:
-            if parameter == "threshold":
-                value = self.threshold
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                    raise ValueError(f"threshold must be a finite number >= 0, got {value!r}")
-                if num_teachers is not None and value > num_teachers:
-                    raise ValueError(f"threshold={value:g} exceeds the {num_teachers} teachers voting: no query could "
-                                     "pass the check; lower threshold or use more teachers")
-            else:
-                _positive(parameter, getattr(self, parameter))
+        check_parameters(self.name, vars(self), num_teachers)
         return self
 
     @property

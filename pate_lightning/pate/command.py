@@ -43,7 +43,7 @@ def pate_command(
     run_dir: str = ".",
     data_dir: str = "data",
     dataset: str = "mnist",
-    teachers_dir: str = "trained_nets",
+    teachers_dir: str = layout.TRAINED_NETS,
     teacher_ids: Optional[list[int]] = None,
     normalization: Optional[str] = None,
     query_source: str = "mnist_test",
@@ -114,10 +114,11 @@ def pate_command(
         raise ValueError(f"teacher_chunk and vote_batch_size must be >= 1, got {teacher_chunk}, {vote_batch_size}")
     device = vote_device(accelerator)
     root = Path(run_dir)
-    teachers_root = root / teachers_dir  # an absolute teachers_dir stays as it is
+    teachers_root = layout.classifiers_root(root, teachers_dir)  # an absolute teachers_dir stays as it is
     ids = check_teachers(teachers_root, teacher_ids if teacher_ids is not None else find_teachers(teachers_root))
     chosen.check(num_teachers=len(ids))
-    samples = Path(synthetic_samples) if synthetic_samples else layout.synthetic_dir(root) / "combined_samples.pt"
+    combined = layout.combined_file(layout.synthetic_dir(root), "combined", "samples.pt")
+    samples = Path(synthetic_samples) if synthetic_samples else combined
     queries = load_queries(query_source, data_dir, samples, protocol, dataset)
     stages = read_privacy_stages(samples) if query_source == "synthetic" else None
     # the query subset and the student's initialisation are not privacy noise: a fresh seed is recorded for them

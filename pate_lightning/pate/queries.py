@@ -17,6 +17,7 @@ from typing import Optional
 
 import torch
 
+from pate_lightning import layout
 from pate_lightning.data.sources import load_split
 from pate_lightning.errors import PateError
 
@@ -105,7 +106,7 @@ def labels_path(samples_path: Path) -> Path:
     """``{name}_labels.csv`` beside ``{name}_samples.pt``."""
     name = samples_path.name
     stem = name[: -len("_samples.pt")] if name.endswith("_samples.pt") else samples_path.stem
-    return samples_path.with_name(f"{stem}_labels.csv")
+    return layout.combined_file(samples_path.parent, stem, "labels.csv")
 
 
 def read_generator_labels(path: Path, count: int) -> torch.Tensor:

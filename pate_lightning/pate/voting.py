@@ -18,11 +18,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from pate_lightning import teachers
+from pate_lightning import layout, teachers
 from pate_lightning.errors import PateError
 from pate_lightning.io import save_torch, sha256_file, sha256_json
 from pate_lightning.privacy import vote_counts
-from pate_lightning.teachers import classifier_path
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def check_teachers(teachers_dir: Path, teacher_ids: Sequence[int]) -> list[int]:
     duplicates = sorted({t for t in ids if ids.count(t) > 1})
     if duplicates:
         raise ValueError(f"teacher_ids lists teachers {duplicates} more than once")
-    missing = [t for t in ids if not classifier_path(teachers_dir, t).is_file()]
+    missing = [t for t in ids if not layout.classifier_file(teachers_dir, t).is_file()]
     if missing:
         raise PateError(f"no classifier for teachers {missing[:10]}{' ...' if len(missing) > 10 else ''} "
                         f"({len(missing)} of {len(ids)}); expected {{id}}/model.pth.", teachers_dir)
@@ -60,10 +59,10 @@ def teachers_key(teachers_dir: Path, teacher_ids: Sequence[int], normalization: 
     """Hash of what decides the votes besides the images: each teacher's file, its id and the normalization."""
     files = {}
     for teacher_id in teacher_ids:
-        folder = classifier_path(teachers_dir, teacher_id).parent
         # report.json records a trained teacher's normalization, which load_teacher_ensemble reads
-        files[str(teacher_id)] = [sha256_file(folder / name) for name in ("model.pth", "report.json")
-                                  if (folder / name).is_file()]
+        paths = (layout.classifier_file(teachers_dir, teacher_id),
+                 layout.classifier_report_file(teachers_dir, teacher_id))
+        files[str(teacher_id)] = [sha256_file(path) for path in paths if path.is_file()]
     return sha256_json({"format": CACHE_FORMAT, "teachers": files, "normalization": normalization})
 
 

@@ -1,6 +1,6 @@
 """Noisy aggregation of teacher votes (LNMax, GNMax, Confident-GNMax) and its Rényi-DP accounting."""
 
-from pate_lightning.privacy.accountant import MECHANISMS, NOT_RELEASED, RDPAccountant
+from pate_lightning.privacy.accountant import NOT_RELEASED, RDPAccountant
 from pate_lightning.privacy.aggregation import (
     UNANSWERED,
     ConfidentGNMaxResult,
@@ -25,6 +25,7 @@ from pate_lightning.privacy.analysis import (
     rdp_to_dp,
 )
 from pate_lightning.privacy.ledger import PrivacyLedger, compose_parallel, compose_sequential, contract_entry
+from pate_lightning.privacy.mechanisms import MECHANISMS, PARAMETERS
 from pate_lightning.privacy.noise import NOT_PRIVATE, NoiseSource, noise_source
 from pate_lightning.privacy.release import (
     RELEASED,
@@ -44,6 +45,7 @@ __all__ = [
     "MECHANISMS",
     "NOT_PRIVATE",
     "NOT_RELEASED",
+    "PARAMETERS",
     "RELEASED",
     "RELEASED_MECHANISMS",
     "UNANSWERED",

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from pate_lightning.privacy import analysis
 from pate_lightning.privacy.analysis import ArrayLike
-
-MECHANISMS = ("lnmax", "gnmax", "confident_gnmax")
-_PARAMETERS = {"lnmax": ("gamma",), "gnmax": ("sigma",), "confident_gnmax": ("threshold", "sigma1", "sigma2")}
+from pate_lightning.privacy.mechanisms import check_given, check_threshold
 NOT_RELEASED = (
     "The data-dependent epsilon is computed from the teachers' votes and is not itself privately released "
     "(no smooth-sensitivity analysis covers LNMax here), so only the data-independent epsilon is a "
@@ -123,18 +120,12 @@ class RDPAccountant:
             gamma: LNMax inverse Laplace scale. sigma: GNMax noise std.
             threshold, sigma1, sigma2: Confident-GNMax threshold, threshold-check noise and GNMax noise.
         """
-        if mechanism not in MECHANISMS:
-            raise ValueError(f"mechanism must be one of {MECHANISMS}, got {mechanism!r}")
-        given = {"gamma": gamma, "sigma": sigma, "threshold": threshold, "sigma1": sigma1, "sigma2": sigma2}
-        needed = _PARAMETERS[mechanism]
-        missing = [name for name in needed if given[name] is None]
-        extra = [name for name, value in given.items() if value is not None and name not in needed]
-        if missing or extra:
-            raise ValueError(f"mechanism {mechanism!r} takes exactly {needed}; missing {missing}, unexpected {extra}")
+        check_given(mechanism, {"gamma": gamma, "sigma": sigma, "threshold": threshold, "sigma1": sigma1,
+                                "sigma2": sigma2})
         if (answered is None) == (mechanism == "confident_gnmax"):
             raise ValueError("answered (a bool mask per query) is required for 'confident_gnmax' and only for it")
-        if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold < math.inf):
-            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+        if threshold is not None:
+            check_threshold(threshold)
 
         votes, answered, queries = _query_arrays(num_queries, votes, answered)
         orders = self._orders
