@@ -17,12 +17,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pate_lightning import layout
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline.cli import cli_main
 from pate_lightning.io import save_torch
-from pate_lightning.models.classifier import UCStubModel
-from pate_lightning.models.ensemble import member_state_dict
-from pate_lightning.models.vae import Decoder, reset_members
-from pate_lightning.teachers import NORMALIZATIONS
+from pate_lightning.classifiers.model import UCStubModel
+from pate_lightning.stacked.layers import member_state_dict
+from pate_lightning.generators.vae import Decoder, reset_members
+from pate_lightning.classifiers.loading import NORMALIZATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Trainer
 
-from pate_lightning.callbacks.kl_annealing import KLAnnealing
+from pate_lightning.generators.kl_annealing import KLAnnealing
 from pate_lightning.data.datamodule import ShardDataModule
 from pate_lightning.data.poisson import PoissonShardDataModule
 from pate_lightning.data.sources import load_split
 from pate_lightning.generators.dp.module import DPTeacherVAEModule
-from pate_lightning.modules.teacher_vae import TeacherVAEModule
-from pate_lightning.reference import load_or_train_reference
-from pate_lightning.teachers import NORMALIZATIONS, classify_log_probs
+from pate_lightning.generators.module import TeacherVAEModule
+from pate_lightning.evaluation.reference import load_or_train_reference
+from pate_lightning.classifiers.loading import NORMALIZATIONS, classify_log_probs
 
 TEACHERS = [0, 1, 2, 3]
 SMALL = dict(latent_dim=16, hidden_dims=(256, 128))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from pate_lightning.callbacks.teacher_export import write_png_grid
-from pate_lightning.cli import cli_main
-from pate_lightning.combine import combine_command
+from pate_lightning.stacked.export import write_png_grid
+from pate_lightning.pipeline.cli import cli_main
+from pate_lightning.candidates.combine import combine_command
 from pate_lightning.io import write_json, write_text
 from pate_lightning.pate.command import pate_command
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pate_lightning.data import font_digits
 from pate_lightning.data.sources import load_split
 from pate_lightning.io import write_json
-from pate_lightning.models.classifier import UCStubModel
+from pate_lightning.classifiers.model import UCStubModel
 
 MEAN, STD = 0.1307, 0.3081
 

@@ -1,3 +1,3 @@
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline.cli import cli_main
 
 cli_main()

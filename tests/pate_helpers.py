@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from pate_lightning.models.classifier import UCStubModel
+from pate_lightning.classifiers.model import UCStubModel
 
 
 def write_teachers(

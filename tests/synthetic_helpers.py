@@ -7,14 +7,14 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Trainer
 
-from pate_lightning.callbacks.labeling import LabelingCallback
+from pate_lightning.candidates.labeling import LabelingCallback
 from pate_lightning.data.datamodule import ShardDataModule
-from pate_lightning.data.latents import LatentDataModule
+from pate_lightning.candidates.latents import LatentDataModule
 from pate_lightning.io import save_torch
-from pate_lightning.models.classifier import UCStubModel
-from pate_lightning.models.ensemble import member_state_dict
-from pate_lightning.models.vae import Decoder, reset_members
-from pate_lightning.modules.candidate_generator import CandidateGenerator
+from pate_lightning.classifiers.model import UCStubModel
+from pate_lightning.stacked.layers import member_state_dict
+from pate_lightning.generators.vae import Decoder, reset_members
+from pate_lightning.candidates.generator import CandidateGenerator
 from tests.helpers import write_fake_mnist
 
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline.cli import cli_main
 from pate_lightning.errors import PateError
-from pate_lightning.models.classifier import UCStubModel
-from pate_lightning.teachers import (
+from pate_lightning.classifiers.model import UCStubModel
+from pate_lightning.classifiers.loading import (
     NORMALIZATIONS, Normalization, find_teacher_ids, load_teacher_ensemble, teacher_log_probs,
 )
 from tests.helpers import write_fake_mnist

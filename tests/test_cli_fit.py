@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline.cli import cli_main
 from tests.conftest import REPO
 
 

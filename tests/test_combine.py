@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from pate_lightning import layout
-from pate_lightning.cli import cli_main
-from pate_lightning.combine import combine_command
+from pate_lightning.pipeline.cli import cli_main
+from pate_lightning.candidates.combine import combine_command
 from pate_lightning.errors import PateError
-from pate_lightning.evaluate_command import evaluate_command
+from pate_lightning.evaluation.command import evaluate_command
 from pate_lightning.io import save_torch, write_csv, write_json
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
@@ -101,8 +101,8 @@ def train_classifier(data_dir, run_dir, teacher_id, epochs):
     from torch.utils.data import DataLoader, TensorDataset
 
     from pate_lightning.data.sources import load_split
-    from pate_lightning.reference import ReferenceClassifier
-    from pate_lightning.teachers import NORMALIZATIONS
+    from pate_lightning.evaluation.reference import ReferenceClassifier
+    from pate_lightning.classifiers.loading import NORMALIZATIONS
 
     images, labels = load_split("mnist", data_dir, train=True)
     index = json.loads(layout.shard_file(run_dir).read_text())[str(teacher_id)]

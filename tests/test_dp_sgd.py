@@ -7,14 +7,14 @@ import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
-from pate_lightning.callbacks.kl_annealing import KLAnnealing
-from pate_lightning.cli import cli_main
-from pate_lightning.callbacks.vae_export import VAEExport
+from pate_lightning.generators.kl_annealing import KLAnnealing
+from pate_lightning.pipeline.cli import cli_main
+from pate_lightning.generators.export import VAEExport
 from pate_lightning.data.datamodule import ShardDataModule
 from pate_lightning.data.poisson import PoissonShardDataModule, poisson_batch
 from pate_lightning.generators.dp.module import DPTeacherVAEModule
 from pate_lightning.generators.dp.per_sample import Recorder, clip_factors, clipped_gradients
-from pate_lightning.models.ensemble import member_state_dict
+from pate_lightning.stacked.layers import member_state_dict
 from pate_lightning.privacy.analysis import DEFAULT_ORDERS
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon
 from tests.conftest import REPO

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from pate_lightning.evaluation import (
+from pate_lightning.evaluation.criteria import (
     CriteriaThresholds,
     agreement_rate,
     class_histogram_l1,

@@ -6,15 +6,15 @@ import json
 import pytest
 import torch
 
-from pate_lightning.cli import cli_main
-from pate_lightning.combine import combine_command
+from pate_lightning.pipeline.cli import cli_main
+from pate_lightning.candidates.combine import combine_command
 from pate_lightning.data import font_digits
-from pate_lightning.evaluate_command import evaluate_command
+from pate_lightning.evaluation.command import evaluate_command
 from pate_lightning.generators.decoders import build_vae, decoder_from_states, decoder_spec
 from pate_lightning.io import save_torch
-from pate_lightning.models.ensemble import member_state_dict
-from pate_lightning.models.vae import reset_members
-from pate_lightning.modules.teacher_vae import TeacherVAEModule
+from pate_lightning.stacked.layers import member_state_dict
+from pate_lightning.generators.vae import reset_members
+from pate_lightning.generators.module import TeacherVAEModule
 from tests.conftest import REPO
 from tests.synthetic_helpers import generate, make_run
 

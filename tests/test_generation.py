@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from pate_lightning.cli import cli_main
-from pate_lightning.data.latents import LatentDataModule, LatentLoader, draw_latents
+from pate_lightning.pipeline.cli import cli_main
+from pate_lightning.candidates.latents import LatentDataModule, LatentLoader, draw_latents
 from pate_lightning.errors import PateError
 from pate_lightning.io import load_state_dict, save_torch
 from tests.conftest import REPO
@@ -149,9 +149,9 @@ def test_generate_config_holds_the_guides_defaults():
     config = yaml.safe_load((REPO / "configs/generate.yaml").read_text())
     assert config["return_predictions"] is False  # batches are consumed by the callback, never accumulated
     (labeling,) = config["trainer"]["callbacks"]
-    assert labeling["class_path"] == "pate_lightning.callbacks.labeling.LabelingCallback"
+    assert labeling["class_path"] == "pate_lightning.candidates.labeling.LabelingCallback"
     settings, data = labeling["init_args"], config["data"]["init_args"]
     assert (settings["confidence_threshold"], settings["min_nn_distance"], settings["min_diversity_distance"],
             settings["min_per_class"], settings["max_per_class"]) == (0.9, 2.0, 3.0, 150, 500)
     assert (data["pool_size"], data["latent_mixing"], data["latent_noise"], data["seed"]) == (20000, 0.3, 0.1, 123)
-    assert config["model"]["class_path"] == "pate_lightning.modules.candidate_generator.CandidateGenerator"
+    assert config["model"]["class_path"] == "pate_lightning.candidates.generator.CandidateGenerator"

@@ -1,5 +1,6 @@
 """The package's import graph (every ``import``, lazy ones included, read with ``ast``): no circle, and
-the orchestration layers point one way: cli -> pipeline -> runner -> stage_table -> stage code
+the orchestration layers point one way: pipeline.cli -> pipeline.chain -> pipeline.runner -> pipeline.stage_table
+-> stage code
 -> shared helpers (layout, io, seeding, errors)."""
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from tests.conftest import REPO
 PACKAGE = "pate_lightning"
 # top to bottom: a module may import only modules of its own layer or below
 LAYERS = [
-    {"cli", "__main__"},
-    {"pipeline", "run_report"},
-    {"runner", "summary"},
-    {"stage_table"},
+    {"pipeline.cli", "__main__"},
+    {"pipeline.chain", "pipeline.run_report"},
+    {"pipeline.runner", "pipeline.summary"},
+    {"pipeline.stage_table"},
     None,  # stage code: every module not named in another layer
     {"layout", "io", "seeding", "errors"},
 ]
@@ -98,6 +99,6 @@ def test_imports_point_down_the_layers():
     upward = {m: sorted(t for t in targets if layer(t) < layer(m)) for m, targets in graph.items()}
     assert {m: t for m, t in upward.items() if t} == {}
     # the orchestration chain really is wired as documented
-    assert {"pate_lightning.pipeline"} <= graph["pate_lightning.cli"]
-    assert {"pate_lightning.runner", "pate_lightning.stage_table"} <= graph["pate_lightning.pipeline"]
-    assert "pate_lightning.stage_table" in graph["pate_lightning.runner"]
+    assert {"pate_lightning.pipeline.chain"} <= graph["pate_lightning.pipeline.cli"]
+    assert {"pate_lightning.pipeline.runner", "pate_lightning.pipeline.stage_table"} <= graph["pate_lightning.pipeline.chain"]
+    assert "pate_lightning.pipeline.stage_table" in graph["pate_lightning.pipeline.runner"]

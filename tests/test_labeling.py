@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from pate_lightning.callbacks.labeling import LabelingCallback
-from pate_lightning.data.latents import LatentDataModule
-from pate_lightning.selection import class_quotas, select_candidates
+from pate_lightning.candidates.labeling import LabelingCallback
+from pate_lightning.candidates.latents import LatentDataModule
+from pate_lightning.candidates.selection import class_quotas, select_candidates
 from tests.synthetic_helpers import make_run
 
 

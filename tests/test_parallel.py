@@ -3,7 +3,7 @@ import sys
 
 import torch
 
-from pate_lightning.parallel.teacher_parallel import Placement
+from pate_lightning.pipeline.teacher_parallel import Placement
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 

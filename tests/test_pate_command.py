@@ -4,12 +4,12 @@ import sys
 
 import pytest
 
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline.cli import cli_main
 from pate_lightning.errors import PateError
 from pate_lightning.pate.command import StudentSettings, pate_command
 from pate_lightning.pate.publish import check_publishable
 from pate_lightning.privacy import DEFAULT_ORDERS, ReleaseSettings, contract_entry
-from pate_lightning.run_report import pate_lines
+from pate_lightning.pipeline.run_report import pate_lines
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 from tests.pate_helpers import random_images, write_combined, write_teachers

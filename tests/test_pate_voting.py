@@ -10,7 +10,7 @@ from pate_lightning.pate.aggregate import Mechanism, account, aggregate, check_d
 from pate_lightning.pate.queries import QuerySet, check_images, select_queries, synthetic_queries
 from pate_lightning.pate.voting import cached_votes, check_teachers, count_votes, find_teachers
 from pate_lightning.privacy import UNANSWERED
-from pate_lightning.teachers import load_classifier, normalization_from_name
+from pate_lightning.classifiers.loading import load_classifier, normalization_from_name
 from tests.pate_helpers import random_images, write_combined, write_teachers
 
 

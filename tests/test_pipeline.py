@@ -3,14 +3,14 @@ import json
 import pytest
 import yaml
 
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline.cli import cli_main
 from pate_lightning.errors import PateError
-from pate_lightning.pipeline import STAGE_NAMES, Pipeline, deep_merge
+from pate_lightning.pipeline.chain import STAGE_NAMES, Pipeline, deep_merge
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 
 LENIENT_LABELING = {
-    "class_path": "pate_lightning.callbacks.labeling.LabelingCallback",
+    "class_path": "pate_lightning.candidates.labeling.LabelingCallback",
     "init_args": {"confidence_threshold": 0.0, "min_nn_distance": 0.0, "min_diversity_distance": 0.0,
                   "quota": False, "min_per_class": 0},
 }

@@ -7,7 +7,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline.cli import cli_main
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 

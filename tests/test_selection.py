@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from pate_lightning import selection
-from pate_lightning.selection import (
+from pate_lightning.candidates import selection
+from pate_lightning.candidates.selection import (
     REASONS,
     class_quotas,
     nearest_neighbor_distances,

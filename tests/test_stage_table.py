@@ -7,10 +7,11 @@ import pytest
 import yaml
 from lightning.pytorch import Trainer
 
-from pate_lightning import pipeline, runner, stage_table
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline import chain as pipeline
+from pate_lightning.pipeline import runner, stage_table
+from pate_lightning.pipeline.cli import cli_main
 from pate_lightning.errors import PateError
-from pate_lightning.runner import PateCLI
+from pate_lightning.pipeline.runner import PateCLI
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 
@@ -40,7 +41,7 @@ def test_the_pipeline_runs_the_table_in_data_flow_order():
 
 
 def test_help_lists_every_command_once_without_importing_torch():
-    code = ("import sys; from pate_lightning.cli import cli_main; cli_main(['--help']); "
+    code = ("import sys; from pate_lightning.pipeline.cli import cli_main; cli_main(['--help']); "
             "assert 'torch' not in sys.modules and 'lightning' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr

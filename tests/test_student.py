@@ -2,7 +2,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from pate_lightning.modules.student import StudentModule
+from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.student_data import StudentDataModule
 
 

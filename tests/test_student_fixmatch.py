@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Trainer, seed_everything
 
-from pate_lightning.modules.student import StudentModule
+from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import fixmatch_unlabeled_loss, pseudo_labels
 from pate_lightning.pate.student_augment import StrongAugment, strong_view, weak_view
 from pate_lightning.pate.student_data import StudentDataModule

@@ -6,10 +6,10 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
-from pate_lightning.callbacks.classifier_export import ClassifierExport
-from pate_lightning.cli import cli_main
-from pate_lightning.modules.teacher_classifier import TeacherClassifierModule
-from pate_lightning.teachers import NORMALIZATIONS, load_teacher_ensemble
+from pate_lightning.classifiers.export import ClassifierExport
+from pate_lightning.pipeline.cli import cli_main
+from pate_lightning.classifiers.module import TeacherClassifierModule
+from pate_lightning.classifiers.loading import NORMALIZATIONS, load_teacher_ensemble
 from tests.conftest import REPO
 from tests.test_classifier import SaferlearnUCStubModel
 from tests.test_vae import fake_datamodule

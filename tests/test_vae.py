@@ -4,12 +4,12 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
-from pate_lightning.callbacks.kl_annealing import KLAnnealing, kl_beta
-from pate_lightning.callbacks.vae_export import VAEExport
+from pate_lightning.generators.kl_annealing import KLAnnealing, kl_beta
+from pate_lightning.generators.export import VAEExport
 from pate_lightning.data.datamodule import ShardDataModule
-from pate_lightning.models.ensemble import member_state_dict
-from pate_lightning.models.vae import Decoder
-from pate_lightning.modules.teacher_vae import TeacherVAEModule
+from pate_lightning.stacked.layers import member_state_dict
+from pate_lightning.generators.vae import Decoder
+from pate_lightning.generators.module import TeacherVAEModule
 from tests.helpers import write_fake_mnist
 
 
@@ -135,7 +135,7 @@ def test_tensorboard_has_per_teacher_scalars(tmp_path):
 def test_member_state_dict_is_an_ordinary_linear_state_dict():
     from torch import nn
 
-    from pate_lightning.models.ensemble import EnsembleLinear, load_member_state_dict
+    from pate_lightning.stacked.layers import EnsembleLinear, load_member_state_dict
 
     stacked = EnsembleLinear(3, 5, 4)
     for k in range(3):

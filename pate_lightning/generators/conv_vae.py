@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from pate_lightning.generators.ensemble_conv import EnsembleConv2d, EnsembleConvTranspose2d
-from pate_lightning.models.ensemble import EnsembleLinear
-from pate_lightning.models.vae import register_classes, with_label
+from pate_lightning.stacked.layers import EnsembleLinear
+from pate_lightning.generators.vae import register_classes, with_label
 
 CHANNELS = (32, 64)  # 28 -> 14 -> 7
 FEATURES = CHANNELS[1] * 7 * 7

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from pate_lightning.generators.conv_vae import ConvDecoder, ConvEncoder
-from pate_lightning.models.ensemble import load_member_state_dict
-from pate_lightning.models.vae import Decoder, Encoder
+from pate_lightning.stacked.layers import load_member_state_dict
+from pate_lightning.generators.vae import Decoder, Encoder
 
 ARCHITECTURES = ("mlp", "conv")
 

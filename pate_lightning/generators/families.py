@@ -17,7 +17,7 @@ from torch import nn
 
 from pate_lightning.errors import PateError
 from pate_lightning.io import load_state_dict
-from pate_lightning.models.ensemble import load_member_state_dict
+from pate_lightning.stacked.layers import load_member_state_dict
 
 FAMILIES = ("per_teacher", "public", "hybrid")
 SELECTION_MODES = ("teacher_filters", "pate")

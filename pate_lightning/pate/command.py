@@ -19,7 +19,7 @@ from pate_lightning.pate.report import format_table, write_report
 from pate_lightning.pate.student_training import StudentSettings, train_student
 from pate_lightning.pate.voting import cached_votes, check_teachers, find_teachers
 from pate_lightning.privacy import NoiseSource, ReleaseSettings, end_to_end_privacy, noise_source
-from pate_lightning.teachers import NORMALIZATIONS
+from pate_lightning.classifiers.loading import NORMALIZATIONS
 
 log = logging.getLogger(__name__)
 

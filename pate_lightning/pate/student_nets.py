@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pate_lightning.models.classifier import UCStubModel
+from pate_lightning.classifiers.model import UCStubModel
 
 
 class SmallCNN(nn.Module):

@@ -11,12 +11,12 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 
-from pate_lightning.modules.student import StudentModule
+from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import METHODS
 from pate_lightning.pate.student_augment import StrongAugment
 from pate_lightning.pate.student_data import StudentDataModule
 from pate_lightning.pate.student_nets import ARCHITECTURES
-from pate_lightning.teachers import NORMALIZATIONS
+from pate_lightning.classifiers.loading import NORMALIZATIONS
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from pate_lightning import layout, teachers
+from pate_lightning import layout
+from pate_lightning.classifiers import loading as teachers
 from pate_lightning.errors import PateError
 from pate_lightning.io import save_torch, sha256_file, sha256_json
 from pate_lightning.privacy import vote_counts

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from pate_lightning.cli import cli_main
+from pate_lightning.pipeline.cli import cli_main
 from tests.conftest import REPO
 
 

@@ -17,7 +17,7 @@ import torch
 
 from pate_lightning.data.poisson import PoissonShardDataModule, steps_per_epoch
 from pate_lightning.generators.dp.per_sample import Recorder, check_dp_compatible, clipped_gradients, select_trainable
-from pate_lightning.modules.teacher_vae import TeacherVAEModule
+from pate_lightning.generators.module import TeacherVAEModule
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon, dp_sgd_privacy_entry, solve_noise_multiplier
 from pate_lightning.seeding import Stream, private_generators
 

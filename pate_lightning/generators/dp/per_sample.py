@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from pate_lightning.models.ensemble import EnsembleLinear
+from pate_lightning.stacked.layers import EnsembleLinear
 
 # batch statistics couple the samples of a batch, so one record's influence is not its own gradient
 BATCH_COUPLED = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -65,7 +65,7 @@ def check_dp_compatible(module: nn.Module) -> None:
 def select_trainable(module: nn.Module, trainable: tuple[str, ...]) -> list[TrainableLayer]:
     """The layers holding parameters named by ``trainable`` (preset names or globs); freezes the rest.
 
-    >>> from pate_lightning.models.vae import Decoder
+    >>> from pate_lightning.generators.vae import Decoder
     >>> [(t.name, t.weight, t.bias) for t in select_trainable(Decoder(2, 4, (8,)), ("out.*",))]
     [('out', True, True)]
     """

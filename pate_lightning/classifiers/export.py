@@ -9,11 +9,11 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from pate_lightning import layout
-from pate_lightning.callbacks.teacher_export import TeacherExport, hparams_dict
+from pate_lightning.stacked.export import TeacherExport, hparams_dict
 from pate_lightning.data.sources import load_split
 from pate_lightning.io import save_torch, write_json
-from pate_lightning.models.classifier import UCStubModel
-from pate_lightning.teachers import classify_log_probs
+from pate_lightning.classifiers.model import UCStubModel
+from pate_lightning.classifiers.loading import classify_log_probs
 
 
 class ClassifierExport(TeacherExport):

@@ -9,7 +9,7 @@ from typing import Optional
 from pate_lightning import layout
 from pate_lightning.data.sources import load_split, prepare
 from pate_lightning.errors import PateError
-from pate_lightning.teachers import find_teacher_ids, load_teacher_ensemble, teacher_log_probs
+from pate_lightning.classifiers.loading import find_teacher_ids, load_teacher_ensemble, teacher_log_probs
 
 
 def evaluate_teachers(

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pate_lightning.models.ensemble import EnsembleLinear, load_member_state_dict
+from pate_lightning.stacked.layers import EnsembleLinear, load_member_state_dict
 
 IMAGE_SIZE = 28 * 28
 

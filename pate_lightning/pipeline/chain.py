@@ -19,10 +19,11 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from pate_lightning import layout, stage_table
+from pate_lightning import layout
+from pate_lightning.pipeline import stage_table
 from pate_lightning.errors import PateError
 from pate_lightning.io import read_json, sha256_json, write_json, write_text
-from pate_lightning.stage_table import Stage
+from pate_lightning.pipeline.stage_table import Stage
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class Pipeline:
 
 def run_lightning_stage(stage: Stage, settings: dict[str, Any], run_dir: Path, overwrite: bool) -> None:
     """A fit/predict stage from its merged config, written beside the outputs first (for inspection and reruns)."""
-    from pate_lightning.runner import PateCLI
+    from pate_lightning.pipeline.runner import PateCLI
 
     stage_file = layout.pipeline_stage_config(run_dir, stage.name)
     write_text(stage_file, yaml.safe_dump(settings, sort_keys=False))
@@ -233,6 +234,6 @@ def pipeline_main(argv: list[str]) -> None:
     pipeline = Pipeline(args.config, args.from_stage, args.run_dir)
     pipeline.run()
     if args.summary:
-        from pate_lightning.run_report import print_run_report
+        from pate_lightning.pipeline.run_report import print_run_report
 
         print_run_report(pipeline.run_dir)

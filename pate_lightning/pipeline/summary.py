@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pate_lightning import layout, stage_table
+from pate_lightning import layout
+from pate_lightning.pipeline import stage_table
 from pate_lightning.io import read_json, write_json
 
 def _brief(report: dict[str, Any]) -> dict[str, Any]:

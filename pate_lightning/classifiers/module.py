@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import stack_module_state, vmap
 
-from pate_lightning.models.classifier import UCStubModel, ucstub_forward
-from pate_lightning.modules.stacked import StackedTeacherModule
+from pate_lightning.classifiers.model import UCStubModel, ucstub_forward
+from pate_lightning.stacked.module import StackedTeacherModule
 from pate_lightning.seeding import Stream, generator, stream_seed
-from pate_lightning.teachers import normalization_from_name
+from pate_lightning.classifiers.loading import normalization_from_name
 
 DROPOUT1, DROPOUT2 = 0.25, 0.5  # saferlearn's rates
 

@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from pate_lightning.pate.semi_supervised import METHODS, fixmatch_unlabeled_loss
 from pate_lightning.pate.student_nets import ARCHITECTURES
-from pate_lightning.teachers import normalization_from_name
+from pate_lightning.classifiers.loading import normalization_from_name
 
 NUM_CLASSES = 10
 Pairs = tuple[torch.Tensor, torch.Tensor]

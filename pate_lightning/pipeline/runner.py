@@ -26,12 +26,13 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from pate_lightning import layout, stage_table, summary
-from pate_lightning.callbacks.group_checkpoint import LAST, GroupCheckpoint, resumable
+from pate_lightning import layout
+from pate_lightning.pipeline import stage_table, summary
+from pate_lightning.pipeline.group_checkpoint import LAST, GroupCheckpoint, resumable
 from pate_lightning.errors import PateError
 from pate_lightning.io import read_json
-from pate_lightning.parallel import teacher_parallel
-from pate_lightning.stage_table import Stage
+from pate_lightning.pipeline import teacher_parallel
+from pate_lightning.pipeline.stage_table import Stage
 
 log = logging.getLogger(__name__)
 

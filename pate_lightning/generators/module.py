@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from pate_lightning.generators.families import FAMILIES, load_public_vae
 from pate_lightning.generators.decoders import build_vae
-from pate_lightning.models.vae import reset_members
-from pate_lightning.modules.stacked import StackedTeacherModule
+from pate_lightning.generators.vae import reset_members
+from pate_lightning.stacked.module import StackedTeacherModule
 from pate_lightning.seeding import Stream
 from pate_lightning.seeding import generator as stream_generator
 

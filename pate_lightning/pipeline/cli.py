@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Optional
 
-from pate_lightning import stage_table
+from pate_lightning.pipeline import stage_table
 from pate_lightning.errors import PateError, user_message
 
 log = logging.getLogger("pate_lightning")
@@ -65,13 +65,13 @@ def cli_main(args: Optional[list[str]] = None) -> None:
     _configure_logging(verbose)
     try:
         if argv[0] == "pipeline":
-            from pate_lightning.pipeline import pipeline_main
+            from pate_lightning.pipeline.chain import pipeline_main
 
             pipeline_main(argv[1:])
         elif argv[0] in stage_table.COMMANDS:
             run_command(argv[0], argv[1:])
         elif argv[0] in stage_table.LIGHTNING_KINDS:
-            from pate_lightning.runner import PateCLI
+            from pate_lightning.pipeline.runner import PateCLI
 
             PateCLI(args=argv)
         else:

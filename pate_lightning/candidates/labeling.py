@@ -27,14 +27,14 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from pate_lightning import layout
-from pate_lightning.callbacks.teacher_export import write_png_grid
+from pate_lightning.stacked.export import write_png_grid
 from pate_lightning.errors import PateError
 from pate_lightning.generators.families import SELECTION_MODES, selection_entry
 from pate_lightning.io import read_json, save_torch, sha256_file, write_csv, write_json
-from pate_lightning.selection import (
+from pate_lightning.candidates.selection import (
     KEPT, LOW_CONFIDENCE, MEMORIZED, REASONS, class_quotas, select_candidates, to_report,
 )
-from pate_lightning.teachers import (
+from pate_lightning.classifiers.loading import (
     Normalization, classifier_path, classify_log_probs, load_classifier, normalization_from_name,
 )
 

@@ -8,11 +8,11 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from pate_lightning import layout
-from pate_lightning.callbacks.kl_annealing import KLAnnealing
-from pate_lightning.callbacks.teacher_export import TeacherExport, hparams_dict, write_png_grid
+from pate_lightning.generators.kl_annealing import KLAnnealing
+from pate_lightning.stacked.export import TeacherExport, hparams_dict, write_png_grid
 from pate_lightning.generators.families import generator_entry
 from pate_lightning.io import save_torch, sha256_file, write_json
-from pate_lightning.models.ensemble import member_state_dict
+from pate_lightning.stacked.layers import member_state_dict
 from pate_lightning.seeding import Stream, generator
 
 SAMPLE_GRID = 64

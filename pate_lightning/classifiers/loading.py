@@ -17,7 +17,7 @@ import torch
 from pate_lightning import layout
 from pate_lightning.errors import PateError
 from pate_lightning.io import load_state_dict
-from pate_lightning.models.classifier import UCStubModel
+from pate_lightning.classifiers.model import UCStubModel
 
 
 @dataclass(frozen=True)

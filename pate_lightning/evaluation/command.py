@@ -12,12 +12,13 @@ from typing import Optional
 
 import torch
 
-from pate_lightning import evaluation, layout
+from pate_lightning import layout
+from pate_lightning.evaluation import criteria as evaluation
 from pate_lightning.data import shards as shard_lib
 from pate_lightning.data.sources import load_split
 from pate_lightning.errors import PateError
 from pate_lightning.io import sha256_file, write_json
-from pate_lightning.synthetic import finished_teachers, load_synthetic
+from pate_lightning.candidates.synthetic import finished_teachers, load_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def evaluate_teacher(
     data = load_synthetic(run_dir, teacher_id)
     agreement = None
     if reference is not None:
-        from pate_lightning.reference import predict_labels
+        from pate_lightning.evaluation.reference import predict_labels
 
         agreement = _statistic(evaluation.agreement_rate, data.labels, predict_labels(reference, data.images))
     count = len(data.labels)
@@ -119,7 +120,7 @@ def evaluate_command(
     shards = shard_lib.load_or_create(path, len(images), 0, 0, create=False)
     ref_model = ref_report = None
     if reference:
-        from pate_lightning.reference import load_or_train_reference
+        from pate_lightning.evaluation.reference import load_or_train_reference
 
         ref_model, ref_report = load_or_train_reference(root, data_dir, dataset, reference_epochs, reference_seed)
     reports = {}

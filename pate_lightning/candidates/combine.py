@@ -18,7 +18,7 @@ from pate_lightning import layout
 from pate_lightning.errors import PateError
 from pate_lightning.io import read_json, save_torch, sha256_file, write_csv, write_json
 from pate_lightning.seeding import Stream, generator
-from pate_lightning.synthetic import finished_teachers, load_synthetic
+from pate_lightning.candidates.synthetic import finished_teachers, load_synthetic
 
 log = logging.getLogger(__name__)
 

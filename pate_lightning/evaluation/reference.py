@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from pate_lightning import layout
 from pate_lightning.data.sources import load_split
 from pate_lightning.io import load_state_dict, read_json, save_torch, sha256_file, write_json
-from pate_lightning.models.classifier import UCStubModel
-from pate_lightning.teachers import NORMALIZATIONS, classify_log_probs
+from pate_lightning.classifiers.model import UCStubModel
+from pate_lightning.classifiers.loading import NORMALIZATIONS, classify_log_probs
 
 log = logging.getLogger(__name__)
 
