@@ -211,3 +211,22 @@ def test_unbounded_training_is_refused(tmp_path):
     trainer = Trainer(max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match="finite number of steps"):
         trainer.fit(dp_model([0], noise_seed=1), datamodule=poisson_data(tmp_path, [0]))
+
+
+def test_dp_hybrid_starts_from_the_public_vae_and_records_a_dp_generator(tmp_path):
+    """DP-SGD fine-tuning of the public conditional VAE (family `hybrid`): every member starts as the
+    public VAE, training moves it, and the report's generator entry is DP with its RDP curve."""
+    from pate_lightning.generators.module import TeacherVAEModule
+    from pate_lightning.io import save_torch
+
+    public = TeacherVAEModule(teacher_ids=[0], **SMALL, conditional=True)
+    state = {f"encoder.{k}": v for k, v in member_state_dict(public.encoder, 0).items()}
+    state |= {f"decoder.{k}": v for k, v in member_state_dict(public.decoder, 0).items()}
+    save_torch(tmp_path / "vae_full.pth", state)
+    model = dp_model([0, 1], conditional=True, generator="hybrid", public_vae=str(tmp_path / "vae_full.pth"))
+    for k in (0, 1):  # both members are the public VAE before any step
+        assert torch.equal(member_state_dict(model.decoder, k)["out.weight"], state["decoder.out.weight"])
+    fit(tmp_path, model, poisson_data(tmp_path, [0, 1]), epochs=1, callbacks=[VAEExport(tmp_path / "run", tensorboard=False)])
+    assert not torch.equal(member_state_dict(model.decoder, 0)["out.weight"], state["decoder.out.weight"])
+    entry = json.loads((tmp_path / "run/teacher_vaes/teacher_0/training_report.json").read_text())["privacy"]
+    assert entry["dp"] is True and entry["reads_private_data"] is True and entry["rdp"] is not None

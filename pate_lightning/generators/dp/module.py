@@ -59,6 +59,8 @@ class DPTeacherVAEModule(TeacherVAEModule):
             ``all``, ``decoder``, ``decoder_last``, ``decoder_biases_last``, or glob patterns over names.
         noise_seed: None (a private run): noise from OS entropy. A seed: teacher k's ``(noise_seed, k)``
             stream, for tests and replication (the run is then NOT private).
+        conditional, generator, public_vae: as ``TeacherVAEModule``; ``generator: hybrid`` fine-tunes the
+            public VAE on each shard under DP-SGD.
     """
 
     def __init__(
@@ -75,9 +77,14 @@ class DPTeacherVAEModule(TeacherVAEModule):
         delta: float = 1e-5,
         trainable: tuple[str, ...] = ("all",),
         noise_seed: Optional[int] = None,
+        conditional: bool = False,
+        generator: str = "per_teacher",
+        public_vae: Optional[str] = None,
     ) -> None:
         check_dp_settings(noise_multiplier, target_epsilon, max_grad_norm, delta)
-        super().__init__(teacher_ids, latent_dim, hidden_dims, lr, weight_decay, seed)
+        # the MLP only: per-sample norms are computed for stacked linear layers (conv is refused)
+        super().__init__(teacher_ids, latent_dim, hidden_dims, lr, weight_decay, seed, conditional=conditional,
+                         architecture="mlp", generator=generator, public_vae=public_vae)
         self.save_hyperparameters()
         self.automatic_optimization = False
         check_dp_compatible(self)
