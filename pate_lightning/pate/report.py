@@ -93,7 +93,7 @@ def _percent(value: Optional[float]) -> str:
 
 DIAGNOSTIC = "[diag]"  # marks columns read from diagnostics.json: computed from un-noised votes, not for release
 COLUMNS = ("query source", "mechanism", "teachers", "asked", "answered", "label acc", "eps data-indep.",
-           "eps answered-only+", "eps released", "eps labels", "eps end-to-end", "scope", "noise", "student acc",
+           "eps answered-only+", "eps released", "eps labels", "eps end-to-end", "scope", "noise", "student", "student acc",
            f"{DIAGNOSTIC} eps data-dep.", f"{DIAGNOSTIC} plurality acc", f"{DIAGNOSTIC} agreement")
 
 
@@ -122,7 +122,7 @@ def table_rows(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] = N
             _number(privacy.get("epsilon_data_independent_answered_only"), 2),
             _number(privacy.get("epsilon_data_dependent_released"), 2), _number(privacy.get("epsilon_labels"), 2),
             _end_to_end(privacy), privacy.get("privacy_scope", "-"), _noise(privacy),
-            _percent(student.get("test_accuracy")), _number(diag.get("epsilon_data_dependent"), 2),
+            run.get("student_method") or "supervised", _percent(student.get("test_accuracy")), _number(diag.get("epsilon_data_dependent"), 2),
             _percent(diag.get("plurality_accuracy")), _percent(diag.get("generator_label_agreement")),
         ))
     for anchor in report["anchors"]:
@@ -130,7 +130,7 @@ def table_rows(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] = N
         rows.append((
             f"[{anchor['name']}]", anchor["mechanism"], "-" if answered is None else "250", "-",
             "-" if answered is None else str(answered), "-", "-", "-", _number(anchor["epsilon"], 2), "-", "-",
-            "-" if answered is None else "labels", "-", _percent(anchor["student_accuracy"]), "-", "-", "-",
+            "-" if answered is None else "labels", "-", "-", _percent(anchor["student_accuracy"]), "-", "-", "-",
         ))
     return rows
 
