@@ -18,6 +18,16 @@ from pate_lightning.seeding import Stream, generator
 log = logging.getLogger(__name__)
 
 
+def stack_shards(
+    images: list[torch.Tensor], labels: list[torch.Tensor], teacher_ids: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shards of one teacher group as (K, M, 28, 28) images and (K, M) labels; sizes must agree."""
+    sizes = {len(x) for x in images}
+    if len(sizes) != 1:
+        raise ValueError(f"teachers {teacher_ids} have different shard sizes {sorted(sizes)}; group by size")
+    return torch.stack(images), torch.stack(labels)
+
+
 class StackedShardLoader:
     """Yields ``(images (K, B, 1, 28, 28) uint8, labels (K, B), theta (K, B, 2, 3) or None)``.
 
@@ -33,11 +43,7 @@ class StackedShardLoader:
         self, images: list[torch.Tensor], labels: list[torch.Tensor], teacher_ids: list[int],
         batch_size: int, augment: bool, seed: int,
     ) -> None:
-        sizes = {len(x) for x in images}
-        if len(sizes) != 1:
-            raise ValueError(f"teachers {teacher_ids} have different shard sizes {sorted(sizes)}; group by size")
-        self.images = torch.stack(images)  # (K, M, 28, 28) uint8
-        self.labels = torch.stack(labels)  # (K, M)
+        self.images, self.labels = stack_shards(images, labels, teacher_ids)  # (K, M, 28, 28) uint8, (K, M)
         self.batch_size = min(batch_size, self.images.shape[1])
         self.augment = augment
         self.shufflers = [generator(seed, t, Stream.SHUFFLE) for t in teacher_ids]

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional
 import torch
 
 from pate_lightning.data.augment import affine_from_uniform
-from pate_lightning.data.datamodule import ShardDataModule
+from pate_lightning.data.datamodule import ShardDataModule, stack_shards
 from pate_lightning.seeding import Stream, generator, private_generators
 
 
@@ -56,11 +56,7 @@ class PoissonShardLoader:
         self, images: list[torch.Tensor], labels: list[torch.Tensor], teacher_ids: list[int],
         sample_rate: float, augment: bool, seed: int, sampling_seed: Optional[int],
     ) -> None:
-        sizes = {len(x) for x in images}
-        if len(sizes) != 1:
-            raise ValueError(f"teachers {teacher_ids} have different shard sizes {sorted(sizes)}; group by size")
-        self.images = torch.stack(images)  # (K, M, 28, 28) uint8
-        self.labels = torch.stack(labels)  # (K, M)
+        self.images, self.labels = stack_shards(images, labels, teacher_ids)  # (K, M, 28, 28) uint8, (K, M)
         self.sample_rate = sample_rate
         self.augment = augment
         self.samplers = private_generators(sampling_seed, teacher_ids, Stream.POISSON)
