@@ -112,7 +112,7 @@ class PoissonShardDataModule(ShardDataModule):
         data_dir: str = "data",
         dataset: str = "mnist",
         run_dir: str = ".",
-        num_teachers: int = 250,
+        num_teachers: Optional[int] = 250,
         teacher_ids: Optional[list[int]] = None,
         start_id: Optional[int] = None,
         count: Optional[int] = None,
