@@ -16,6 +16,7 @@ from pate_lightning.pate.publish import diagnostics_entry, privacy_record, read_
 from pate_lightning.pate.queries import (QUERY_SOURCES, QuerySet, holdout_set, load_queries, protocol_split,
                                          select_queries, votes_name)
 from pate_lightning.pate.report import format_table, write_report
+from pate_lightning.pate.student_pretrain import public_pretraining_set
 from pate_lightning.pate.student_training import StudentSettings, train_student
 from pate_lightning.pate.voting import cached_votes, check_teachers, find_teachers
 from pate_lightning.privacy import NoiseSource, ReleaseSettings, end_to_end_privacy, noise_source
@@ -125,6 +126,7 @@ def pate_command(
     sampling_seed = seed if seed is not None else secrets.randbits(31)
     asked = select_queries(queries, num_queries, sampling_seed)  # (Q,)
     test = holdout_set(data_dir, protocol, dataset)
+    public = None if student.pretrain == "none" else public_pretraining_set(student.pretrain, data_dir)
     votes_path = layout.votes_file(root, votes_name(query_source, protocol))
 
     result = cached_votes(votes_path, teachers_root, ids, queries.images, asked,
@@ -134,7 +136,7 @@ def pate_command(
     accounting = account(votes, answered, chosen, delta, noise.release, release, conversion)
     ledger = end_to_end_privacy(query_source, stages, accounting.ledger_steps, delta, conversion)
     run = public_run(queries, asked, ids, chosen, labels, answered, noise, accounting, ledger, sampling_seed,
-                     protocol, student.method)
+                     protocol, student.description)
     diagnostics = diagnostics_entry(run, accounting.diagnostics, *vote_diagnostics(queries, asked, votes, labels, answered))
     run["votes"] = {
         "file": str(votes_path),
@@ -150,7 +152,8 @@ def pate_command(
         # already paid for by the stages that made it (synthetic); the supervised student ignores it
         run["student"] = train_student(images, labels[answered], test, student, accelerator, sampling_seed,
                                        layout.pate_dir(root), unlabeled=queries.images,
-                                       test_set=f"the last {len(test[0])} MNIST test images (never queried)")
+                                       test_set=f"the last {len(test[0])} MNIST test images (never queried)",
+                                       public=public)
     else:
         run["student"] = None
         log.warning("pate: no query was answered (lower threshold or ask more queries); no student trained")

@@ -15,6 +15,7 @@ from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import METHODS
 from pate_lightning.pate.student_augment import StrongAugment
 from pate_lightning.pate.student_data import StudentDataModule
+from pate_lightning.pate.student_pretrain import PRETRAIN_SETS, pretrain
 from pate_lightning.pate.student_nets import ARCHITECTURES
 from pate_lightning.classifiers.loading import NORMALIZATIONS
 
@@ -39,6 +40,8 @@ class StudentSettings:
         elastic: probability of an elastic distortion in FixMatch's strong view.
         ema_decay: decay of an exponential moving average of the weights, used for testing (0: none).
         cosine: FixMatch's cosine learning-rate decay over the run (False: constant).
+        pretrain: a public labelled set to train on before the answered queries (``none``, ``font_digits``).
+        pretrain_epochs: passes over the public set.
     """
 
     epochs: int = 10
@@ -56,6 +59,13 @@ class StudentSettings:
     elastic: float = 0.0
     ema_decay: float = 0.0
     cosine: bool = False
+    pretrain: str = "none"
+    pretrain_epochs: int = 2
+
+    @property
+    def description(self) -> str:
+        """The method as the report and the table name it, e.g. ``fixmatch`` or ``fixmatch+pretrain:font_digits``."""
+        return self.method if self.pretrain == "none" else f"{self.method}+pretrain:{self.pretrain}"
 
     def check(self) -> "StudentSettings":
         if self.epochs < 1 or self.batch_size < 1 or self.mu < 1 or not self.lr > 0 or self.weight_decay < 0:
@@ -72,6 +82,9 @@ class StudentSettings:
         for name in ("threshold", "elastic"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"student.{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.pretrain not in PRETRAIN_SETS or self.pretrain_epochs < 1:
+            raise ValueError(f"student.pretrain must be one of {PRETRAIN_SETS} and student.pretrain_epochs >= 1, got "
+                             f"{self.pretrain!r}, {self.pretrain_epochs}")
         if self.unlabeled_weight < 0 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"student.unlabeled_weight must be >= 0 and student.ema_decay in [0, 1), got "
                              f"{self.unlabeled_weight}, {self.ema_decay}")
@@ -82,11 +95,15 @@ def train_student(
     images: torch.Tensor, labels: torch.Tensor, test: tuple[torch.Tensor, torch.Tensor], settings: StudentSettings,
     accelerator: str, seed: int, root: Path, unlabeled: Optional[torch.Tensor] = None,
     test_set: str = "the held-out part of the MNIST test set (never queried)",
+    public: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> dict[str, Any]:
     """Train a student on (images, labels) (and ``unlabeled`` for FixMatch), test it; its report entry.
 
-    ``unlabeled`` is ignored by the supervised method: the images only, never a label.
+    ``unlabeled`` is ignored by the supervised method: the images only, never a label. ``public`` is the
+    labelled public set of ``settings.pretrain`` (``student_pretrain.public_pretraining_set``), trained on first.
     """
+    if (public is None) != (settings.pretrain == "none"):
+        raise ValueError(f"student.pretrain {settings.pretrain!r} needs its public set passed (and none needs none)")
     seed_everything(seed, verbose=False)
     pool = unlabeled if settings.method == "fixmatch" else None
     data = StudentDataModule(images, labels, *test, batch_size=settings.batch_size, val_fraction=settings.val_fraction,
@@ -94,6 +111,8 @@ def train_student(
                              strong=StrongAugment(elastic=settings.elastic))
     model = StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization,
                           settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine)
+    pretraining = None if public is None else pretrain(
+        model, public, test, settings.pretrain, settings.pretrain_epochs, accelerator, seed, root)
     callbacks: list[Callback] = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay else []
     trainer = Trainer(
         max_epochs=settings.epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
@@ -115,4 +134,5 @@ def train_student(
         "test_accuracy": float(tested["test/acc"]),
         "test_accuracy_per_class": [round(v, 6) for v in model.test_accuracy_per_class],
         "seconds": round(time.perf_counter() - started, 2),
+        "pretraining": pretraining,
     }
