@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 TRAINED_NETS = "trained_nets"  # saferlearn's folder of teacher classifiers, {id}/model.pth
 TEACHER_VAES = "teacher_vaes"
+PUBLIC_PRIOR = "public_vae"  # the public prior's own run dir: one "teacher" (id 0) holding the whole public set
 
 
 def resolve_dir(run_dir: str | Path, setting: Optional[str | Path], default: Optional[Path] = None) -> Path:
@@ -86,6 +87,16 @@ def vae_samples_file(run_dir: Path, teacher_id: int) -> Path:
 
 def vae_report_file(run_dir: Path, teacher_id: int) -> Path:
     return vae_dir(run_dir, teacher_id) / "training_report.json"
+
+
+# public_prior (fit, pipeline only when configured): a VAE on a public set in {run_dir}/public_vae, which
+# the `public` and `hybrid` generator families start from.
+def public_prior_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / PUBLIC_PRIOR
+
+
+def public_prior_file(run_dir: Path) -> Path:
+    return vae_full_file(public_prior_dir(run_dir), 0)
 
 
 # teacher_classifier (fit): saferlearn's {teachers_dir}/{id}/model.pth, report.json (written last).

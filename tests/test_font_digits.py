@@ -78,3 +78,16 @@ def test_pen_digits_are_deterministic_and_inked():
     gen = torch.Generator().manual_seed(0)
     fours = {pen_digits.draw(4, 64, gen).sum().item() for _ in range(6)}
     assert len(fours) > 1
+
+
+def test_the_small_set_is_its_own_cache_with_its_own_draw(tmp_path, monkeypatch):
+    monkeypatch.setattr(font_digits, "PER_CLASS", {True: 3, False: 2})
+    monkeypatch.setattr(font_digits, "SMALL_PER_CLASS", {True: 3, False: 2})
+    every_font = font_digits.font_files
+    monkeypatch.setattr(font_digits, "font_files", lambda: every_font()[:3])
+    small, small_labels = sources.load_split("font_digits_small", sources.prepare("font_digits_small", tmp_path) and tmp_path, train=True)
+    full, _ = sources.load_split("font_digits", sources.prepare("font_digits", tmp_path) and tmp_path, train=True)
+    assert small.shape == full.shape == (30, 28, 28) and torch.bincount(small_labels).tolist() == [3] * 10
+    assert not torch.equal(small, full)  # own seeds: an independent draw, not a prefix of the full set
+    manifest = json.loads((tmp_path / "FontDigitsSmall" / "processed" / "manifest.json").read_text())
+    assert manifest["train"]["seed"] == font_digits.SMALL_CACHE_SEED[True] and manifest["train"]["per_class"] == 3

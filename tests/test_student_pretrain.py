@@ -41,3 +41,10 @@ def test_a_pretrain_setting_without_its_public_set_is_refused(tmp_path):
     settings = StudentSettings(epochs=1, val_fraction=0.0, pretrain="font_digits")
     with pytest.raises(ValueError, match="needs its public set"):
         train_student(images, labels, separable_digits(10), settings, "cpu", 0, tmp_path)
+
+
+def test_a_last_batch_of_one_image_does_not_break_batch_norm(tmp_path):
+    images, labels = separable_digits(33)  # batch 32: the remainder is one image
+    settings = StudentSettings(epochs=1, batch_size=32, val_fraction=0.0, architecture="small_cnn")
+    result = train_student(images, labels, separable_digits(10), settings, "cpu", 0, tmp_path)
+    assert result["steps"] == 1 and result["sizes"]["train"] == 33

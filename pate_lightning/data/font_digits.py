@@ -31,6 +31,9 @@ PEN_SHARE = 0.6  # share of samples drawn from pen templates (pen_digits.py) ins
 RENDER_VERSION = 2  # bump when rendering changes: a cache of another version is rendered again
 PER_CLASS = {True: 6000, False: 1000}  # train / test, MNIST's sizes
 CACHE_SEED = {True: 0, False: 1}  # the cached splits are independent draws
+# font_digits_small: a 12,000-image draw that renders in about half a minute, for demos
+SMALL_PER_CLASS = {True: 1000, False: 200}
+SMALL_CACHE_SEED = {True: 2, False: 3}
 SYSTEM_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts")
 # files with no real digit glyphs (symbol, placeholder or size-variant fonts)
 EXCLUDED = ("LastResort", "cmex", "cmsy", "STIXSiz", "STIXNonUni", "Display", "Math", "ExtraLight")
@@ -201,18 +204,29 @@ class FontDigits:
         download: render and cache the split if it is missing (offline: fonts only).
     """
 
+    folder_name = "FontDigits"
+
     def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
         self.root, self.train = root, train
         if download and not self._check_exists():
-            build_cache(Path(root), train)
+            build_cache(Path(root), train, per_class=self.per_class(train), seed=self.cache_seed(train),
+                        folder_name=self.folder_name)
         if not self._check_exists():
             raise RuntimeError(f"font_digits split missing under {self.folder}; prepare it with download=True")
         payload = torch.load(self._file(), weights_only=True)
         self.data, self.targets = payload["images"], payload["labels"]
 
+    @staticmethod
+    def per_class(train: bool) -> int:
+        return PER_CLASS[train]
+
+    @staticmethod
+    def cache_seed(train: bool) -> int:
+        return CACHE_SEED[train]
+
     @property
     def folder(self) -> Path:
-        return Path(self.root) / "FontDigits" / "processed"
+        return Path(self.root) / self.folder_name / "processed"
 
     def _file(self) -> Path:
         return self.folder / ("train.pt" if self.train else "test.pt")
@@ -222,14 +236,40 @@ class FontDigits:
         if not (self._file().exists() and manifest.exists()):
             return False
         entry = read_json(manifest).get("train" if self.train else "test", {})
-        return entry.get("render_version") == RENDER_VERSION and entry.get("per_class") == PER_CLASS[self.train]
+        return entry.get("render_version") == RENDER_VERSION and entry.get("per_class") == self.per_class(self.train)
 
 
-def build_cache(root: Path, train: bool, fonts: Optional[Sequence[Path]] = None) -> Path:
-    """Render one split into ``{root}/FontDigits/processed`` and record it in ``manifest.json``."""
+class FontDigitsSmall(FontDigits):
+    """``font_digits_small``: the same renderer, 1,000 (train) and 200 (test) digits per class, own seeds.
+
+    Cached in ``{root}/FontDigitsSmall/processed``; for demos, where rendering 70,000 digits (minutes on a
+    CPU) would dominate the run.
+    """
+
+    folder_name = "FontDigitsSmall"
+
+    @staticmethod
+    def per_class(train: bool) -> int:
+        return SMALL_PER_CLASS[train]
+
+    @staticmethod
+    def cache_seed(train: bool) -> int:
+        return SMALL_CACHE_SEED[train]
+
+
+def build_cache(
+    root: Path, train: bool, fonts: Optional[Sequence[Path]] = None, per_class: Optional[int] = None,
+    seed: Optional[int] = None, folder_name: str = "FontDigits",
+) -> Path:
+    """Render one split into ``{root}/{folder_name}/processed`` and record it in ``manifest.json``.
+
+    ``per_class`` and ``seed`` default to the full set's (``PER_CLASS``, ``CACHE_SEED``).
+    """
+    per_class = PER_CLASS[train] if per_class is None else per_class
+    seed = CACHE_SEED[train] if seed is None else seed
     glyphs, kept = render_glyphs(fonts if fonts is not None else font_files())
-    images, labels = render(PER_CLASS[train], CACHE_SEED[train], glyphs)
-    folder = root / "FontDigits" / "processed"
+    images, labels = render(per_class, seed, glyphs)
+    folder = root / folder_name / "processed"
     split = "train" if train else "test"
     path = save_torch(folder / f"{split}.pt", {"images": images, "labels": labels})
     manifest_file = folder / "manifest.json"
@@ -237,8 +277,8 @@ def build_cache(root: Path, train: bool, fonts: Optional[Sequence[Path]] = None)
     manifest[split] = {
         "render_version": RENDER_VERSION,
         "count": len(labels),
-        "per_class": PER_CLASS[train],
-        "seed": CACHE_SEED[train],
+        "per_class": per_class,
+        "seed": seed,
         "fonts": [{"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in kept],
         "augmentation": {
             "stroke_level": list(STROKE_LEVEL), "rotation_deg": 15, "shear": 0.35, "aspect": [0.75, 1.25],

@@ -21,7 +21,7 @@ from pate_lightning.stacked.layers import load_member_state_dict
 
 FAMILIES = ("per_teacher", "public", "hybrid")
 SELECTION_MODES = ("teacher_filters", "pate")
-PUBLIC_DATASETS = ("font_digits",)  # data sets that hold no private record
+PUBLIC_DATASETS = ("font_digits", "font_digits_small")  # data sets that hold no private record
 
 
 def load_public_vae(path: Optional[str], family: str, encoder: nn.Module, decoder: nn.Module, num_members: int) -> None:

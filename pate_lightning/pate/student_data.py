@@ -94,7 +94,10 @@ class StudentDataModule(LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=shuffle, drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
-        labeled = self._shuffled(self.train_set, self.hparams.batch_size, 1)
+        # a last batch of one image breaks batch norm in training (small_cnn): drop that one image per epoch
+        # (shuffled, so a different one each time); any other remainder is kept
+        single = len(self.train_set) % self.hparams.batch_size == 1 and len(self.train_set) > 1
+        labeled = self._shuffled(self.train_set, self.hparams.batch_size, 1, drop_last=single)
         if self.unlabeled is None:
             return labeled
         loaders = {"labeled": labeled}

@@ -15,7 +15,7 @@ from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import METHODS
 from pate_lightning.pate.student_augment import StrongAugment
 from pate_lightning.pate.student_data import StudentDataModule
-from pate_lightning.pate.student_pretrain import PRETRAIN_SETS, pretrain
+from pate_lightning.pate.student_pretrain import PRETRAIN_SETS, pretrain, rehearsal
 from pate_lightning.pate.student_nets import ARCHITECTURES
 from pate_lightning.classifiers.loading import NORMALIZATIONS
 
@@ -42,6 +42,8 @@ class StudentSettings:
         cosine: FixMatch's cosine learning-rate decay over the run (False: constant).
         pretrain: a public labelled set to train on before the answered queries (``none``, ``font_digits``).
         pretrain_epochs: passes over the public set.
+        pretrain_mix: public images kept in the training set per answered query after pretraining
+            (rehearsal, ``student_pretrain.rehearsal``; 0: the answered queries only).
     """
 
     epochs: int = 10
@@ -61,6 +63,7 @@ class StudentSettings:
     cosine: bool = False
     pretrain: str = "none"
     pretrain_epochs: int = 2
+    pretrain_mix: float = 0.0
 
     @property
     def description(self) -> str:
@@ -82,9 +85,9 @@ class StudentSettings:
         for name in ("threshold", "elastic"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"student.{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.pretrain not in PRETRAIN_SETS or self.pretrain_epochs < 1:
-            raise ValueError(f"student.pretrain must be one of {PRETRAIN_SETS} and student.pretrain_epochs >= 1, got "
-                             f"{self.pretrain!r}, {self.pretrain_epochs}")
+        if self.pretrain not in PRETRAIN_SETS or self.pretrain_epochs < 1 or self.pretrain_mix < 0:
+            raise ValueError(f"student.pretrain must be one of {PRETRAIN_SETS}, student.pretrain_epochs >= 1 and "
+                             f"student.pretrain_mix >= 0, got {self.pretrain!r}, {self.pretrain_epochs}, {self.pretrain_mix}")
         if self.unlabeled_weight < 0 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"student.unlabeled_weight must be >= 0 and student.ema_decay in [0, 1), got "
                              f"{self.unlabeled_weight}, {self.ema_decay}")
@@ -105,6 +108,9 @@ def train_student(
     if (public is None) != (settings.pretrain == "none"):
         raise ValueError(f"student.pretrain {settings.pretrain!r} needs its public set passed (and none needs none)")
     seed_everything(seed, verbose=False)
+    answered = len(labels)
+    if public is not None:
+        images, labels = rehearsal(images, labels, public, settings.pretrain_mix, seed)
     pool = unlabeled if settings.method == "fixmatch" else None
     data = StudentDataModule(images, labels, *test, batch_size=settings.batch_size, val_fraction=settings.val_fraction,
                              augment=settings.augment, seed=seed, unlabeled=pool, mu=settings.mu,
@@ -134,5 +140,5 @@ def train_student(
         "test_accuracy": float(tested["test/acc"]),
         "test_accuracy_per_class": [round(v, 6) for v in model.test_accuracy_per_class],
         "seconds": round(time.perf_counter() - started, 2),
-        "pretraining": pretraining,
+        "pretraining": None if pretraining is None else {**pretraining, "rehearsal_images": len(labels) - answered},
     }

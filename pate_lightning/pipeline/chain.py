@@ -67,16 +67,19 @@ def load_config(path: Path) -> dict[str, Any]:
 
 def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Path) -> dict[str, Any]:
     """The stage's full LightningCLI config: base file, then its pipeline section, then shared keys."""
-    base_path = config_dir / Path(stage.config).name
+    # the stage's default config relative to configs/ (e.g. generators/public_prior.yaml), under config_dir
+    base_path = config_dir / Path(stage.config).relative_to("configs")
     if not base_path.is_file():
         raise PateError(f"base config of stage {stage.name} not found.", base_path)
     merged = deep_merge(yaml.safe_load(base_path.read_text()), config.get(stage.name) or {})
     data = merged.setdefault("data", {})
     data_args = data.setdefault("init_args", {})
     accepted = _parameters(_import(data["class_path"])) if "class_path" in data else set()
-    for key in ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids"):
+    for key in stage.shared_data_keys:
         if key in config and key in accepted:
             data_args[key] = config[key]
+    if stage.run_subdir is not None:
+        data_args["run_dir"] = str(Path(config.get("run_dir", ".")) / stage.run_subdir)
     trainer = merged.setdefault("trainer", {})
     for key in ("accelerator", "devices"):
         if key in config:
@@ -130,6 +133,8 @@ class Pipeline:
         started = time.perf_counter()
         for number, stage in enumerate(STAGES, 1):
             forced = forced or stage.name == self.from_stage
+            if stage.optional and stage.name not in self.config:
+                continue  # e.g. public_prior: only runs that use a public generator fit one
             if stage.kind == "command":
                 function = stage.load_target()
                 settings: dict[str, Any] = command_stage_args(stage, self.config, function)

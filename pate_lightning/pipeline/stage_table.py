@@ -41,6 +41,10 @@ class Stage:
         writer_from_config: the config names the writer (its thresholds are settings), else the runner adds it.
         ensemble_size: teachers stacked per step when ``--ensemble_size`` is not set, per accelerator.
         in_pipeline: a step of ``pate-lightning pipeline``.
+        optional: a pipeline step only when the pipeline config has a section for it.
+        shared_data_keys: the pipeline's shared keys given to the stage's data module (a stage on a public set
+            takes none of the private run's data settings).
+        run_subdir: the stage writes to this folder of the pipeline's run dir (None: the run dir itself).
     """
 
     name: str
@@ -53,6 +57,9 @@ class Stage:
     writer_from_config: bool = False
     ensemble_size: Mapping[str, int] = field(default_factory=lambda: dict(STACKED))
     in_pipeline: bool = True
+    optional: bool = False
+    shared_data_keys: tuple[str, ...] = ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids")
+    run_subdir: Optional[str] = None
 
     @property
     def command(self) -> str:
@@ -81,6 +88,11 @@ STAGES: tuple[Stage, ...] = (
           ensemble_size={"cpu": 4, "gpu": 250}),
     Stage("eval-teachers", "command", "test accuracy of a folder of teacher classifiers",
           target="pate_lightning.classifiers.eval_command:eval_teachers_command", in_pipeline=False),
+    Stage("public_prior", "fit", "a VAE on a public set (font digits), for the public/hybrid families -> public_vae/",
+          config="configs/generators/public_prior.yaml", target="pate_lightning.generators.module:TeacherVAEModule",
+          done_marker=lambda run_dir, _: layout.vae_report_file(layout.public_prior_dir(run_dir), 0),
+          writer="pate_lightning.generators.export:VAEExport", optional=True, shared_data_keys=("data_dir",),
+          run_subdir=layout.PUBLIC_PRIOR),
     Stage("teacher_vae", "fit", "a VAE per teacher -> teacher_vaes/teacher_{id}/",
           config="configs/teacher_vae.yaml", target="pate_lightning.generators.module:TeacherVAEModule",
           done_marker=layout.vae_report_file, writer="pate_lightning.generators.export:VAEExport"),
