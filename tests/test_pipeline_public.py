@@ -8,6 +8,7 @@ from pate_lightning.data import font_digits
 from pate_lightning.pipeline.chain import lightning_stage_config
 from pate_lightning.pipeline import stage_table
 from pate_lightning.pipeline.cli import cli_main
+from pate_lightning.pipeline.run_report import family_line, pate_lines
 from tests.conftest import REPO
 from tests.test_pipeline import tiny_config
 
@@ -53,3 +54,7 @@ def test_public_family_with_pate_selection_runs_end_to_end(tmp_path, monkeypatch
     assert run["privacy"]["privacy_scope"] == "end_to_end"
     assert run["student_method"] == "supervised+pretrain:font_digits_small"
     assert run["student"]["pretraining"]["images"] == 40 and run["student"]["pretraining"]["reads_private_data"] is False
+    # the closing table names the family and puts the public-only score beside the student's
+    assert family_line(run_dir, [0, 1]).startswith("generator family: public;")
+    (line,) = pate_lines(run_dir)
+    assert "scope=end_to_end" in line and "(public pretraining alone on font_digits_small: " in line

@@ -59,7 +59,7 @@ def generator_entry(family: str, dataset: str) -> dict:
     private = family != "public" and dataset not in PUBLIC_DATASETS
     notes = {
         "per_teacher": "VAE trained on the teacher's shard without DP",
-        "public": "public VAE trained on font_digits only; the shard is never read",
+        "public": "public VAE (trained on a public prior such as font_digits); the shard is never read",
         "hybrid": "public VAE fine-tuned on the teacher's shard without DP",
     }
     note = notes[family] if private or family == "public" else f"VAE trained on the public {dataset} set only"

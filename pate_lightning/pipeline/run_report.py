@@ -192,9 +192,24 @@ def pate_lines(run_dir: Path) -> list[str]:
             + f"eps(end-to-end)={'unbounded' if end_to_end is None else _fmt(end_to_end, 2)}  "
             f"delta={privacy.get('delta')} conversion={privacy.get('conversion', '-')}  "
             + ("NOT PRIVATE (seeded noise)  " if privacy.get("private") is False else "")
-            + f"student accuracy={_fmt(student.get('test_accuracy'), 4)}"
+            + f"student={run.get('student_method', 'supervised')}  accuracy={_fmt(student.get('test_accuracy'), 4)}"
+            + _pretraining_note(student.get("pretraining"))
         )
     return lines
+
+
+def _pretraining_note(pretraining: dict | None) -> str:
+    """The public-only score beside the student's, so what the private labels add stays visible."""
+    if not pretraining:
+        return ""
+    return f" (public pretraining alone on {pretraining.get('set')}: {_fmt(pretraining.get('test_accuracy'), 4)})"
+
+
+def family_line(run_dir: Path, teacher_ids: list[int]) -> str:
+    """Which generator family made the candidates, from the teachers' training reports."""
+    families = sorted({(_json(layout.vae_report_file(run_dir, t)) or {}).get("generator", "per_teacher") for t in teacher_ids})
+    return (f"generator family: {', '.join(families) or '-'}; the criteria columns (conf, div, nn, hist, agree) read "
+            "each teacher's shard without DP: diagnostics, not for release")
 
 
 def print_run_report(run_dir: str | Path) -> str:
@@ -202,7 +217,7 @@ def print_run_report(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     teacher_ids = teacher_ids_in(run_dir)
     header = ["teacher", "clf acc", "vae recon", "vae kl", "pool", "kept", *CRITERIA_SHORT.values(), "agree"]
-    text = [format_table(header, teacher_rows(run_dir, teacher_ids)), *pate_lines(run_dir)]
+    text = [format_table(header, teacher_rows(run_dir, teacher_ids)), family_line(run_dir, teacher_ids), *pate_lines(run_dir)]
     pictures = []
     for teacher_id in teacher_ids:
         pictures += [kept_grid(run_dir, teacher_id), rejected_grid(run_dir, teacher_id), loss_curves(run_dir, teacher_id)]
