@@ -107,7 +107,9 @@ def json_diff(a, b, path="") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in sorted(set(a) | set(b), key=str):
-            if TIMING.search(str(key)):
+            if TIMING.search(str(key)):  # wall-clock fields: listed, not counted as a difference
+                if key in a and key in b and a[key] != b[key]:
+                    out.append(f"timing {path}/{key}")
                 continue
             if key not in a or key not in b:
                 out.append(f"{path}/{key}: only in {'B' if key not in a else 'A'}")
@@ -134,7 +136,8 @@ def compare_file(a: Path, b: Path) -> dict:
         return {"status": "identical"}
     if a.suffix == ".json":
         diffs = json_diff(json.loads(a.read_text()), json.loads(b.read_text()))
-        return {"status": "timing_only" if not diffs else "differs", "differences": diffs}
+        real = [d for d in diffs if not d.startswith("timing ")]
+        return {"status": "differs" if real else "timing_only", "differences": diffs}
     if a.suffix in (".pt", ".pth"):
         x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
         if tensors_equal(x, y):

@@ -16,7 +16,7 @@ PACKAGE = "pate_lightning"
 LAYERS = [
     {"pipeline.cli", "__main__"},
     {"pipeline.chain", "pipeline.run_report"},
-    {"pipeline.runner", "pipeline.summary"},
+    {"pipeline.runner", "pipeline.summary", "pipeline.teacher_groups"},
     {"pipeline.stage_table"},
     None,  # stage code: every module not named in another layer
     {"layout", "io", "seeding", "errors"},
