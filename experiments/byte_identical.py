@@ -49,8 +49,8 @@ STAGES = [  # (command, config file, overrides merged into the checkout's config
     ("predict", "generate.yaml", {
         "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
         "data": {"init_args": {**SHARED_DATA, "pool_size": 1000, "batch_size": 250}},
-        "callback": {"confidence_threshold": 0.145, "min_diversity_distance": 2.0, "min_per_class": 5,
-                     "max_per_class": 40, "save_candidates": True, "save_grid": True},
+        "callback": {"confidence_threshold": 0.145, "min_nn_distance": 5.0, "min_diversity_distance": 0.5, "min_per_class": 5,
+                     "max_per_class": 10, "save_candidates": True, "save_grid": True},
     }),
     ("combine", "combine.yaml", {}),
     ("pate", "pate.yaml", {
