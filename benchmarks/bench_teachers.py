@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.bench_generation import bench_generation
 from pate_lightning.pipeline.cli import cli_main
 from pate_lightning.generators.module import TeacherVAEModule
-from pate_lightning.pipeline.runner import default_ensemble_size
+from pate_lightning.pipeline.teacher_groups import default_ensemble_size
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -30,6 +30,18 @@ def resolve_dir(run_dir: str | Path, setting: Optional[str | Path], default: Opt
     return Path(run_dir) / setting  # pathlib keeps an absolute setting as it is
 
 
+def relative_to_run(path: str | Path, run_dir: str | Path) -> str:
+    """``path`` as recorded in a report: relative to the run directory when inside it, else as given.
+
+    >>> relative_to_run("/tmp/run/teacher_vaes/teacher_0/decoder.pth", "/tmp/run"), relative_to_run("/elsewhere/x", "/tmp/run")
+    ('teacher_vaes/teacher_0/decoder.pth', '/elsewhere/x')
+    """
+    try:
+        return str(Path(path).resolve().relative_to(Path(run_dir).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def find_teachers(folder: str | Path, marker: Callable[[int], Path]) -> list[int]:
     """The one way teachers are discovered: ids of ``folder``'s entries named ``teacher_{id}`` or ``{id}``
     for which ``marker(id)`` exists (a stage's done-marker, a model file), ascending.

@@ -16,7 +16,7 @@ PACKAGE = "pate_lightning"
 LAYERS = [
     {"pipeline.cli", "__main__"},
     {"pipeline.chain", "pipeline.run_report"},
-    {"pipeline.runner", "pipeline.summary"},
+    {"pipeline.runner", "pipeline.summary", "pipeline.teacher_groups"},
     {"pipeline.stage_table"},
     None,  # stage code: every module not named in another layer
     {"layout", "io", "seeding", "errors"},
@@ -102,3 +102,19 @@ def test_imports_point_down_the_layers():
     assert {"pate_lightning.pipeline.chain"} <= graph["pate_lightning.pipeline.cli"]
     assert {"pate_lightning.pipeline.runner", "pate_lightning.pipeline.stage_table"} <= graph["pate_lightning.pipeline.chain"]
     assert "pate_lightning.pipeline.stage_table" in graph["pate_lightning.pipeline.runner"]
+
+
+STRATEGY_INTERNALS = {"launcher", "set_world_ranks", "cluster_environment", "_setup_model", "_get", "_parser"}
+
+
+def test_lightning_is_used_through_its_public_api():
+    """No import of a private Lightning module or name, and none of the Strategy/CLI internals the package once used."""
+    found = []
+    for path in sorted((REPO / PACKAGE).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "lightning":
+                names = node.module.split(".") + [alias.name for alias in node.names]
+                found += [f"{path.name}: from {node.module} import {n}" for n in names if n.startswith("_")]
+            elif isinstance(node, ast.Attribute) and node.attr in STRATEGY_INTERNALS:
+                found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    assert found == []

@@ -142,3 +142,31 @@ def test_nothing_kept_is_reported_not_a_crash(tmp_path):
 def test_out_of_range_settings_are_rejected(bad):
     with pytest.raises(ValueError):
         LabelingCallback(**bad)
+
+
+def test_every_shipped_config_builds_its_labeling_callback():
+    """configs/generate.yaml, demo.yaml and configs/generators/*.yaml keep working with the callback's class path and args."""
+    import importlib
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    def callbacks(node):
+        if isinstance(node, dict):
+            if str(node.get("class_path", "")).endswith("LabelingCallback"):
+                yield node
+            for value in node.values():
+                yield from callbacks(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from callbacks(value)
+
+    found = 0
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        for entry in callbacks(yaml.safe_load(path.read_text())):
+            module, _, name = entry["class_path"].rpartition(".")
+            callback = getattr(importlib.import_module(module), name)(**(entry.get("init_args") or {}))
+            assert isinstance(callback, LabelingCallback), path
+            found += 1
+    assert found >= 3

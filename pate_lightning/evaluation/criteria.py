@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Union
 import torch
 from torch import Tensor
 
-from pate_lightning.candidates.selection import nearest_neighbor_distances
+from pate_lightning.candidates.distances import nearest_neighbor_distances
 
 # criterion -> how a value passes its threshold; the order is the order of reports and tables
 CRITERIA = {

@@ -1,7 +1,7 @@
 """Runs a fit/predict stage teacher group by teacher group: fresh module, data and Trainer per group.
 
 A group is up to ``ensemble_size`` teachers of equal shard size, trained stacked in one
-module. Teachers whose stage report is readable are skipped (unless ``overwrite``), and each group's
+module (``teacher_groups``). Teachers whose stage report is readable are skipped (unless ``overwrite``), and each group's
 files are written when its run ends, so an interrupted run loses at most the group in progress.
 The stage's record in ``stage_table`` says which marker, which writer callback and which
 default ensemble size; nothing registers itself at import time.
@@ -17,10 +17,9 @@ import copy
 import logging
 import shutil
 import sys
-import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -30,64 +29,14 @@ from pate_lightning import layout
 from pate_lightning.pipeline import stage_table, summary
 from pate_lightning.pipeline.group_checkpoint import LAST, GroupCheckpoint, resumable
 from pate_lightning.errors import PateError
-from pate_lightning.io import read_json
 from pate_lightning.pipeline import teacher_parallel
+from pate_lightning.pipeline.teacher_groups import Progress, default_ensemble_size, pending_teachers, teacher_groups
 from pate_lightning.pipeline.stage_table import Stage
 
 log = logging.getLogger(__name__)
 
 # (teacher group, placement) -> the group's module, datamodule and Trainer keyword arguments (as configured)
 GroupBuilder = Callable[[list[int], teacher_parallel.Placement], tuple[LightningModule, LightningDataModule, dict[str, Any]]]
-
-
-def teacher_groups(teacher_ids: Sequence[int], shard_sizes: dict[int, int], group_size: int) -> list[list[int]]:
-    """Consecutive teachers of equal shard size, in chunks of at most ``group_size``.
-
-    >>> teacher_groups([0, 1, 2, 3, 4], {0: 240, 1: 240, 2: 241, 3: 241, 4: 241}, 2)
-    [[0, 1], [2, 3], [4]]
-    """
-    if group_size < 1:
-        raise ValueError(f"ensemble_size must be >= 1, got {group_size}")
-    groups: list[list[int]] = []
-    for teacher_id in teacher_ids:
-        if groups and len(groups[-1]) < group_size and shard_sizes[groups[-1][0]] == shard_sizes[teacher_id]:
-            groups[-1].append(teacher_id)
-        else:
-            groups.append([teacher_id])
-    return groups
-
-
-def is_done(marker: Path) -> bool:
-    """A teacher's stage is done when its marker (written last, atomically) is a readable JSON object.
-
-    A marker that exists but is not (damaged on disk, or edited by hand) means the teacher's files
-    cannot be trusted: it is redone, with a warning naming the file, rather than skipped forever.
-    """
-    if not marker.exists():
-        return False
-    try:
-        report = read_json(marker)
-    except PateError as error:
-        log.warning("%s; the teacher is redone", error)
-        return False
-    if not isinstance(report, dict):
-        log.warning("%s: is not a JSON object, so not a complete stage report; the teacher is redone", marker)
-        return False
-    return True
-
-
-def pending_teachers(stage: str, run_dir: Path, teacher_ids: Sequence[int], overwrite: bool) -> list[int]:
-    marker = stage_table.get(stage).done_marker
-    if overwrite or marker is None:
-        return list(teacher_ids)
-    return [t for t in teacher_ids if not is_done(marker(Path(run_dir), t))]
-
-
-def default_ensemble_size(accelerator: Optional[str], stage: str) -> int:
-    import torch
-
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator in (None, "auto") and torch.cuda.is_available())
-    return stage_table.get(stage).ensemble_size["gpu" if on_gpu else "cpu"]
 
 
 def stage_callbacks(
@@ -205,19 +154,6 @@ def _remove_empty(folder: Path, stop: Path) -> None:
         except OSError:  # another teacher-parallel process just wrote into it, or removed it first
             return
         folder = folder.parent
-
-
-class Progress:
-    """One line per group: teachers done, elapsed time and ETA."""
-
-    def __init__(self, stage: str, total: int) -> None:
-        self.stage, self.total, self.done, self.started = stage, total, 0, time.perf_counter()
-
-    def advance(self, count: int) -> str:
-        self.done += count
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        return f"[{self.stage}] {self.done}/{self.total} teachers, elapsed {elapsed:.0f}s, ETA {eta:.0f}s"
 
 
 class PateCLI(LightningCLI):

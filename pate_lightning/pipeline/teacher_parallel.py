@@ -1,11 +1,11 @@
 """Teacher-parallel execution: teachers split over processes, never gradients.
 
 Teachers share no weights and no data, so there is nothing to all-reduce: plain DDP would
-average different teachers' gradients, which is wrong here. Instead we use only Lightning's
-launching machinery. A probe Trainer with ``strategy="ddp"`` and the user's ``devices`` /
-``num_nodes`` builds the launcher and cluster environment (spawned scripts, torchrun, SLURM,
-...); every process then takes ``teacher_ids[rank::world_size]`` and trains them with ordinary
-single-device Trainers, so no collective can touch a gradient. A gloo group serves only for
+average different teachers' gradients, which is wrong here. Processes are started by Lightning
+Fabric's public ``Fabric(strategy=DDPStrategy(...)).launch(function)``, which knows the same
+launchers and cluster environments as the Trainer (spawned scripts, torchrun, SLURM, ...); every
+process then takes ``teacher_ids[rank::world_size]`` and trains them with ordinary single-device
+Trainers, so no collective can touch a gradient. Fabric's process group (gloo) serves only for
 two barriers: before work (every rank sees the same pending teachers) and after (rank 0 gathers).
 """
 
@@ -19,7 +19,8 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.distributed as dist
-from lightning.pytorch import Trainer
+from lightning.fabric import Fabric
+from lightning.fabric.strategies import DDPStrategy
 
 log = logging.getLogger(__name__)
 
@@ -65,50 +66,30 @@ def launch(trainer_config: dict[str, Any], function: Callable[[Placement], Any])
     devices = trainer_config.get("devices", 1)
     num_nodes = int(trainer_config.get("num_nodes") or 1)
     if _device_count(devices) == 1 and num_nodes == 1:
-        probe = Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False)
-        placement = Placement(accelerator="cpu" if probe.strategy.root_device.type == "cpu" else "gpu")
+        kind = Fabric(accelerator=accelerator, devices=1).device.type
+        placement = Placement(accelerator="cpu" if kind == "cpu" else "gpu")
         return placement, function(placement)
-    probe = Trainer(
-        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp",
-        logger=False, enable_progress_bar=False, enable_checkpointing=False,
+    # gloo on every accelerator: the group carries two barriers, no tensor; ranks may finish hours apart
+    strategy = DDPStrategy(process_group_backend="gloo", timeout=datetime.timedelta(days=7))
+    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
+    return fabric.launch(_run_rank, function, num_nodes)
+
+
+def _run_rank(fabric: Fabric, function: Callable[[Placement], Any], num_nodes: int) -> tuple[Placement, Any]:
+    """One process: its placement, then ``function`` between two barriers (everyone decides what is left to do
+    before anyone writes, and rank 0 gathers only once every rank has finished)."""
+    placement = Placement(
+        global_rank=fabric.global_rank, local_rank=fabric.local_rank, world_size=fabric.world_size,
+        local_world_size=max(1, fabric.world_size // num_nodes), accelerator="cpu" if fabric.device.type == "cpu" else "gpu",
     )
-    strategy = probe.strategy
-    kind = "cpu" if strategy.root_device.type == "cpu" else "gpu"
-
-    def run_rank() -> Any:
-        strategy.set_world_ranks()
-        placement = Placement(
-            global_rank=strategy.global_rank, local_rank=strategy.local_rank, world_size=strategy.world_size,
-            local_world_size=strategy.num_processes, accelerator=kind,
-        )
-        if kind == "cpu":
-            # each process uses its share of the cores instead of all of them
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // placement.local_world_size))
-        # Barriers before and after: every rank decides what is left to do before anyone writes,
-        # and rank 0 gathers only once every rank has finished.
-        _init_group(strategy, placement)
-        try:
-            _barrier(placement)
-            result = function(placement)
-            _barrier(placement)
-        finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
-        return placement, result
-
-    return strategy.launcher.launch(run_rank, trainer=probe)
-
-
-def _init_group(strategy: Any, placement: Placement) -> None:
-    """A gloo group used only for barriers (ranks may finish hours apart, hence the long timeout)."""
-    env = strategy.cluster_environment
-    os.environ.setdefault("MASTER_ADDR", env.main_address)
-    os.environ.setdefault("MASTER_PORT", str(env.main_port))
-    dist.init_process_group(
-        "gloo", rank=placement.global_rank, world_size=placement.world_size, timeout=datetime.timedelta(days=7)
-    )
-
-
-def _barrier(placement: Placement) -> None:
-    if placement.world_size > 1:
-        dist.barrier()
+    if placement.accelerator == "cpu":
+        # each process uses its share of the cores instead of all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // placement.local_world_size))
+    try:
+        fabric.barrier()
+        result = function(placement)
+        fabric.barrier()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return placement, result

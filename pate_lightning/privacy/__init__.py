@@ -30,12 +30,11 @@ from pate_lightning.privacy.noise import NOT_PRIVATE, NoiseSource, noise_source
 from pate_lightning.privacy.release import (
     RELEASED,
     RELEASED_MECHANISMS,
-    ReleaseSettings,
     SmoothSensitivityRelease,
     fixed_release,
     release_data_dependent_epsilon,
-    release_rdp_curve,
 )
+from pate_lightning.privacy.release_settings import ReleaseSettings, release_rdp_curve
 from pate_lightning.privacy.scope import SCOPES, decide_scope, end_to_end_privacy
 
 __all__ = [

@@ -4,7 +4,7 @@ Theorem 23 (Papernot et al. 2018) holds for an order lambda, a smoothing beta an
 sigma_ss fixed before the data is seen: releasing f(D) + SS_beta(D) * N(0, sigma_ss^2), with f the
 data-dependent RDP at lambda, then costs ``rdp_smooth_sensitivity_gaussian(beta, sigma_ss, .)`` at every
 order below 1 / (2 beta), whatever the votes. ``fixed_release`` is that release, with ``ReleaseSettings``
-defaulting by a data-independent rule (see ``ReleaseSettings``).
+defaulting by a data-independent rule (``release_settings.ReleaseSettings``).
 
 ``release_data_dependent_epsilon`` keeps the reference scripts' variant (tensorflow/privacy
 ``research/pate_2018/ICLR2018/smooth_sensitivity_table.py``, ``rdp_cumulative.py``): lambda minimises the
@@ -19,7 +19,6 @@ ball of radius d (a single query's smooth sensitivity does not change).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
@@ -29,9 +28,8 @@ from pate_lightning.privacy import analysis
 from pate_lightning.privacy import smooth_sensitivity as ss
 from pate_lightning.privacy.accountant import RDPAccountant, _query_arrays
 from pate_lightning.privacy.analysis import ArrayLike
+from pate_lightning.privacy.release_settings import BETA_FRACTION, ReleaseSettings, check_beta
 
-BETA_FRACTION = 0.49  # beta = 0.49 / order, as rdp_cumulative.py; Theorem 23 needs beta < 0.5 / order
-DEFAULT_RELEASE_ORDER = 16.0
 RELEASED_MECHANISMS = ("gnmax", "confident_gnmax")
 RELEASED = (
     "The data-dependent epsilon is released with smooth sensitivity (Papernot et al. 2018, Section 4.2, "
@@ -40,69 +38,6 @@ RELEASED = (
     "epsilon_data_dependent_released is one noisy draw plus the release's own cost, the private figure; "
     "the release's RDP cost (a function of the public parameters only) is composed into the total epsilon."
 )
-
-
-def balanced_sigma(order: float, beta: float) -> float:
-    """sigma_ss making Theorem 23's two terms equal: order e^(2 beta) / sigma^2 = (beta order - log(1 - 2 order beta) / 2) / (order - 1).
-
-    The default rule: a function of (order, beta) only, so it is fixed before the data. The reference's
-    sigma_ss = (order e^(2 beta) / SS)^(1/3) needs SS, which depends on the votes.
-
-    >>> round(balanced_sigma(16.0, 0.49 / 16), 3)
-    10.214
-    """
-    order = ss._check_order(order)
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1 / (2 * order):
-        raise ValueError(f"beta must lie in (0, 1 / (2 order)) = (0, {1 / (2 * order):g}), got {beta!r}")
-    second = (beta * order - 0.5 * math.log1p(-2 * order * beta)) / (order - 1)
-    return math.sqrt(order * math.exp(2 * beta) / second)
-
-
-@dataclass(frozen=True)
-class ReleaseSettings:
-    """Theorem 23's parameters, public and fixed before the votes are seen.
-
-    Args:
-        order: the Renyi order lambda of the released data-dependent RDP. The default 16 is a package
-            constant (not tuned on the votes of the run it is used for); see docs/privacy.md.
-        beta: the smoothing parameter; None: ``BETA_FRACTION / order`` (the reference's rule).
-        sigma_ss: the noise multiplier; None: ``balanced_sigma(order, beta)``.
-    """
-
-    order: float = DEFAULT_RELEASE_ORDER
-    beta: Optional[float] = None
-    sigma_ss: Optional[float] = None
-
-    def resolved(self) -> "ReleaseSettings":
-        """The settings with the rule's defaults filled in, checked (a ValueError names the setting).
-
-        >>> settings = ReleaseSettings().resolved()
-        >>> settings.order, round(settings.beta, 6), round(settings.sigma_ss, 3)
-        (16.0, 0.030625, 10.214)
-        """
-        try:
-            order = ss._check_order(self.order)
-        except ValueError as error:
-            raise ValueError(f"release.{error}") from None
-        beta = BETA_FRACTION / order if self.beta is None else self.beta
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1 / (2 * order):
-            raise ValueError(f"release.beta must lie in (0, 1 / (2 order)) = (0, {1 / (2 * order):g}), got {beta!r}")
-        sigma_ss = balanced_sigma(order, beta) if self.sigma_ss is None else self.sigma_ss
-        if isinstance(sigma_ss, bool) or not isinstance(sigma_ss, (int, float)) or not 0 < sigma_ss < math.inf:
-            raise ValueError(f"release.sigma_ss must be a finite number > 0 (or null for the rule), got {sigma_ss!r}")
-        return ReleaseSettings(order=order, beta=float(beta), sigma_ss=float(sigma_ss))
-
-
-def release_rdp_curve(beta: float, sigma_ss: float, orders: ArrayLike) -> np.ndarray:
-    """Theorem 23's RDP of the release at each order: finite below 1 / (2 beta), infinite (no bound) above.
-
-    >>> release_rdp_curve(0.49 / 16, 10.0, [16.0, 17.0]).round(4)
-    array([0.3332,    inf])
-    """
-    orders = analysis._check_orders(orders)
-    limit = math.inf if beta == 0 else 1 / (2 * beta)
-    return np.array([ss.rdp_smooth_sensitivity_gaussian(beta, sigma_ss, order) if order < limit else math.inf
-                     for order in orders])
 
 
 @dataclass(frozen=True)
@@ -276,9 +211,7 @@ def release_data_dependent_epsilon(
         accountant.step(mechanism=mechanism, votes=votes_array, answered=answered, **parameters)
         order = accountant.get_epsilon(delta, conversion)["order_data_dependent"]
     order = ss._check_order(order)
-    beta = BETA_FRACTION / order if beta is None else beta
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1 / (2 * order):
-        raise ValueError(f"beta must lie in (0, 1 / (2 order)) = (0, {1 / (2 * order):g}), got {beta!r}")
+    beta = check_beta(BETA_FRACTION / order if beta is None else beta, order)
     rdp, total = local_sensitivities(votes_array, answered_array, mechanism, order, parameters)
     smooth = ss.smooth_sensitivity(total, beta)
     if smooth > 0:

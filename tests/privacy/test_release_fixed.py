@@ -5,7 +5,7 @@ import pytest
 
 from pate_lightning.privacy import ReleaseSettings, fixed_release, release_data_dependent_epsilon, release_rdp_curve
 from pate_lightning.privacy import smooth_sensitivity as ss
-from pate_lightning.privacy.release import balanced_sigma
+from pate_lightning.privacy.release_settings import balanced_sigma
 
 CGN = {"threshold": 30.0, "sigma1": 10.0, "sigma2": 5.0}
 
