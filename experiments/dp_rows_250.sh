@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Issue #16 DP rows at 250 teachers: DP-SGD hybrid generator (the public font-prior VAE fine-tuned per shard under
+# DP-SGD) at two per-teacher epsilons, PATE selection, Confident-GNMax, supervised student pretrained on font_digits;
+# and the `public` family with the same PATE and student settings (like-for-like baseline).
+# Needs in $RUN: trained_nets/ (250 classifiers), shard_indices.json, public_vae/ (configs/generators/public_prior.yaml),
+# and for the baseline $PUBLIC_POOL: the public family's combined pool (experiments/public_route_250.sh, first 4 commands).
+# Usage: RUN=runs/dp4 DATA=data PUBLIC_POOL=runs/full250/synthetic/combined_samples.pt bash experiments/dp_rows_250.sh ROW
+#   ROW: fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public
+# Each ROW is one command group, timed; num_queries come from `python -m experiments.dp_route_budget` (end-to-end
+# epsilon <= 10 at delta 1e-5: 2,600 for the eps-1 generator and the public one, 2,150 for eps 4).
+set -euo pipefail -f  # -f: the trainable list below is not a glob
+RUN=${RUN:-runs/dp4}; DATA=${DATA:-data}; PL="python -m pate_lightning"
+PUBLIC_POOL=${PUBLIC_POOL:-runs/full250/synthetic/combined_samples.pt}
+CPU="--trainer.accelerator cpu --trainer.enable_progress_bar false"
+# DP-SGD settings (chosen on teachers 0-15, docs/results/dp_rows_250.md): decoder biases + first decoder layer
+# (10,768 parameters per teacher), Poisson rate 120/240, 20 epochs = 40 steps, clip 1, Adam lr 3e-3
+DP="--model.init_args.latent_dim 8 --model.init_args.conditional true --model.init_args.generator hybrid
+  --model.init_args.trainable [decoder.*.bias,decoder.hidden.0.weight] --model.init_args.lr 0.003
+  --data.init_args.batch_size 120 --trainer.max_epochs 20 --trainer.callbacks.init_args.kl_annealing_epochs 0"
+PATE="--config configs/pate.yaml --data_dir $DATA --accelerator cpu --query_source synthetic --mechanism confident_gnmax
+  --threshold 200 --sigma1 150 --sigma2 40 --student.pretrain font_digits --student.pretrain_epochs 2"
+
+fit() {  # $1: run dir, $2: per-teacher epsilon
+  $PL fit --config configs/teacher_vae_dp.yaml --data.data_dir "$DATA" --data.run_dir "$1" --ensemble_size 50 $DP \
+    --model.init_args.public_vae "$1/public_vae/teacher_vaes/teacher_0/vae_full.pth" --model.init_args.target_epsilon "$2" $CPU
+  $PL predict --config configs/generators/generate_pate.yaml --data.data_dir "$DATA" --data.run_dir "$1" \
+    --data.init_args.pool_size 40 $CPU
+  $PL combine --run_dir "$1" --percentage 100 --start_id 0 --end_id 249
+}
+timed() { local t0; t0=$(date +%s); "$@"; echo "[timing] $* : $(( $(date +%s) - t0 )) s"; }
+
+case "$1" in
+  fit_eps1) timed fit "$RUN/eps1" 1.0 ;;
+  fit_eps4) timed fit "$RUN/eps4" 4.0 ;;
+  pate_eps1) timed $PL pate $PATE --run_dir "$RUN/eps1" --num_queries 2600 ;;
+  pate_eps4) timed $PL pate $PATE --run_dir "$RUN/eps4" --num_queries 2150 ;;
+  pate_public) timed $PL pate $PATE --run_dir "$RUN/public" --synthetic_samples "$PUBLIC_POOL" --num_queries 2600 ;;
+  *) echo "unknown row $1 (fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public)" >&2; exit 2 ;;
+esac
