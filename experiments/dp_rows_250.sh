@@ -5,9 +5,12 @@
 # Needs in $RUN: trained_nets/ (250 classifiers), shard_indices.json, public_vae/ (configs/generators/public_prior.yaml),
 # and for the baseline $PUBLIC_POOL: the public family's combined pool (experiments/public_route_250.sh, first 4 commands).
 # Usage: RUN=runs/dp4 DATA=data PUBLIC_POOL=runs/full250/synthetic/combined_samples.pt bash experiments/dp_rows_250.sh ROW
-#   ROW: fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public
+#   ROW: fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control
 # Each ROW is one command group, timed; num_queries come from `python -m experiments.dp_route_budget` (end-to-end
-# epsilon <= 10 at delta 1e-5: 2,600 for the eps-1 generator and the public one, 2,150 for eps 4).
+# epsilon <= 10 at delta 1e-5: 2,600 for the eps-1 generators and the public ones, 2,150 for eps 4).
+# latent_*: class statistics of the public encoder's latents released once by the Gaussian mechanism
+# (experiments/latent_stats_route.py), sampled through the public decoder; latent_control: the same statistics
+# of the public font_digits set (no private data), to show what the release adds.
 set -euo pipefail -f  # -f: the trainable list below is not a glob
 RUN=${RUN:-runs/dp4}; DATA=${DATA:-data}; PL="python -m pate_lightning"
 PUBLIC_POOL=${PUBLIC_POOL:-runs/full250/synthetic/combined_samples.pt}
@@ -34,6 +37,14 @@ case "$1" in
   fit_eps4) timed fit "$RUN/eps4" 4.0 ;;
   pate_eps1) timed $PL pate $PATE --run_dir "$RUN/eps1" --num_queries 2600 ;;
   pate_eps4) timed $PL pate $PATE --run_dir "$RUN/eps4" --num_queries 2150 ;;
+  latent_eps1) timed python -m experiments.latent_stats_route --run_dir "$RUN/latent" --data_dir "$DATA" --epsilon 1 \
+      --out "$RUN/latent/eps1"
+    timed $PL pate $PATE --run_dir "$RUN/latent" --synthetic_samples "$RUN/latent/eps1/combined_samples.pt" --num_queries 2600 ;;
+  latent_control) timed python -m experiments.latent_stats_route --run_dir "$RUN/latent_control" --data_dir "$DATA" \
+      --source font_digits --out "$RUN/latent_control/pool"
+    timed $PL pate $PATE --run_dir "$RUN/latent_control" --synthetic_samples "$RUN/latent_control/pool/combined_samples.pt" \
+      --num_queries 2600 ;;
   pate_public) timed $PL pate $PATE --run_dir "$RUN/public" --synthetic_samples "$PUBLIC_POOL" --num_queries 2600 ;;
-  *) echo "unknown row $1 (fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public)" >&2; exit 2 ;;
+  *) echo "unknown row $1 (fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control)" >&2
+     exit 2 ;;
 esac
