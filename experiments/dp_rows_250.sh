@@ -23,14 +23,14 @@ DP="--model.init_args.latent_dim 8 --model.init_args.conditional true --model.in
 PATE="--config configs/pate.yaml --data_dir $DATA --accelerator cpu --query_source synthetic --mechanism confident_gnmax
   --threshold 200 --sigma1 150 --sigma2 40 --student.pretrain font_digits --student.pretrain_epochs 2"
 
-fit() {  # $1: run dir, $2: per-teacher epsilon
-  $PL fit --config configs/teacher_vae_dp.yaml --data.data_dir "$DATA" --data.run_dir "$1" --ensemble_size 50 $DP \
-    --model.init_args.public_vae "$1/public_vae/teacher_vaes/teacher_0/vae_full.pth" --model.init_args.target_epsilon "$2" $CPU
-  $PL predict --config configs/generators/generate_pate.yaml --data.data_dir "$DATA" --data.run_dir "$1" \
-    --data.init_args.pool_size 40 $CPU
-  $PL combine --run_dir "$1" --percentage 100 --start_id 0 --end_id 249
-}
 timed() { local t0; t0=$(date +%s); "$@"; echo "[timing] $* : $(( $(date +%s) - t0 )) s"; }
+fit() {  # $1: run dir, $2: per-teacher epsilon
+  timed $PL fit --config configs/teacher_vae_dp.yaml --data.data_dir "$DATA" --data.run_dir "$1" --ensemble_size 50 $DP \
+    --model.init_args.public_vae "$1/public_vae/teacher_vaes/teacher_0/vae_full.pth" --model.init_args.target_epsilon "$2" $CPU
+  timed $PL predict --config configs/generators/generate_pate.yaml --data.data_dir "$DATA" --data.run_dir "$1" \
+    --data.init_args.pool_size 40 $CPU
+  timed $PL combine --run_dir "$1" --percentage 100 --start_id 0 --end_id 249
+}
 
 case "$1" in
   fit_eps1) timed fit "$RUN/eps1" 1.0 ;;
