@@ -5,12 +5,13 @@
 # Needs in $RUN: trained_nets/ (250 classifiers), shard_indices.json, public_vae/ (configs/generators/public_prior.yaml),
 # and for the baseline $PUBLIC_POOL: the public family's combined pool (experiments/public_route_250.sh, first 4 commands).
 # Usage: RUN=runs/dp4 DATA=data PUBLIC_POOL=runs/full250/synthetic/combined_samples.pt bash experiments/dp_rows_250.sh ROW
-#   ROW: fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control
+#   ROW: fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control | public_q800 | latent_q800
 # Each ROW is one command group, timed; num_queries come from `python -m experiments.dp_route_budget` (end-to-end
 # epsilon <= 10 at delta 1e-5: 2,600 for the eps-1 generators and the public ones, 2,150 for eps 4).
 # latent_*: class statistics of the public encoder's latents released once by the Gaussian mechanism
 # (experiments/latent_stats_route.py), sampled through the public decoder; latent_control: the same statistics
 # of the public font_digits set (no private data), to show what the release adds.
+# *_q800: end-to-end epsilon <= 5 (800 queries; the latent release at epsilon 0.3 leaves room for 800 too).
 set -euo pipefail -f  # -f: the trainable list below is not a glob
 RUN=${RUN:-runs/dp4}; DATA=${DATA:-data}; PL="python -m pate_lightning"
 PUBLIC_POOL=${PUBLIC_POOL:-runs/full250/synthetic/combined_samples.pt}
@@ -44,7 +45,12 @@ case "$1" in
       --source font_digits --out "$RUN/latent_control/pool"
     timed $PL pate $PATE --run_dir "$RUN/latent_control" --synthetic_samples "$RUN/latent_control/pool/combined_samples.pt" \
       --num_queries 2600 ;;
+  latent_q800) timed python -m experiments.latent_stats_route --run_dir "$RUN/latent_q800" --data_dir "$DATA" \
+      --epsilon 0.3 --out "$RUN/latent_q800/eps03"
+    timed $PL pate $PATE --run_dir "$RUN/latent_q800" --synthetic_samples "$RUN/latent_q800/eps03/combined_samples.pt" \
+      --num_queries 800 ;;
+  public_q800) timed $PL pate $PATE --run_dir "$RUN/public_q800" --synthetic_samples "$PUBLIC_POOL" --num_queries 800 ;;
   pate_public) timed $PL pate $PATE --run_dir "$RUN/public" --synthetic_samples "$PUBLIC_POOL" --num_queries 2600 ;;
-  *) echo "unknown row $1 (fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control)" >&2
+  *) echo "unknown row $1 (fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control | public_q800 | latent_q800)" >&2
      exit 2 ;;
 esac
