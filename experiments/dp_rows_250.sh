@@ -5,7 +5,7 @@
 # Needs in $RUN: trained_nets/ (250 classifiers), shard_indices.json, public_vae/ (configs/generators/public_prior.yaml),
 # and for the baseline $PUBLIC_POOL: the public family's combined pool (experiments/public_route_250.sh, first 4 commands).
 # Usage: RUN=runs/dp4 DATA=data PUBLIC_POOL=runs/full250/synthetic/combined_samples.pt bash experiments/dp_rows_250.sh ROW
-#   ROW: fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control | public_q800 | latent_q800
+#   ROW: fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control | public_q800 | latent_q800 | pate_public_rep
 # Each ROW is one command group, timed; num_queries come from `python -m experiments.dp_route_budget` (end-to-end
 # epsilon <= 10 at delta 1e-5: 2,600 for the eps-1 generators and the public ones, 2,150 for eps 4).
 # latent_*: class statistics of the public encoder's latents released once by the Gaussian mechanism
@@ -51,6 +51,8 @@ case "$1" in
       --num_queries 800 ;;
   public_q800) timed $PL pate $PATE --run_dir "$RUN/public_q800" --synthetic_samples "$PUBLIC_POOL" --num_queries 800 ;;
   pate_public) timed $PL pate $PATE --run_dir "$RUN/public" --synthetic_samples "$PUBLIC_POOL" --num_queries 2600 ;;
-  *) echo "unknown row $1 (fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control | public_q800 | latent_q800)" >&2
+  # a replicate (fresh noise, query subset and student; the votes cache of $RUN/public copied in first)
+  pate_public_rep) timed $PL pate $PATE --run_dir "$RUN/public_rep" --synthetic_samples "$PUBLIC_POOL" --num_queries 2600 ;;
+  *) echo "unknown row $1 (fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control | public_q800 | latent_q800 | pate_public_rep)" >&2
      exit 2 ;;
 esac
