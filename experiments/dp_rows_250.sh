@@ -7,7 +7,8 @@
 # Usage: RUN=runs/dp4 DATA=data PUBLIC_POOL=runs/full250/synthetic/combined_samples.pt bash experiments/dp_rows_250.sh ROW
 #   ROW: fit_eps1 | fit_eps4 | pate_eps1 | pate_eps4 | pate_public | latent_eps1 | latent_control | public_q800 | latent_q800 | pate_public_rep
 # Each ROW is one command group, timed; num_queries come from `python -m experiments.dp_route_budget` (end-to-end
-# epsilon <= 10 at delta 1e-5: 2,600 for the eps-1 generators and the public ones, 2,150 for eps 4).
+# epsilon <= 10 at delta 1e-5: 2,600 for the eps-1 generators and the public ones, 2,100 for eps 4: its curve, rate 0.5 and
+# noise 3.843, from `dp_route_budget --generator_report`; a first run at 2,150, budgeted from another rate, gave 10.06).
 # latent_*: class statistics of the public encoder's latents released once by the Gaussian mechanism
 # (experiments/latent_stats_route.py), sampled through the public decoder; latent_control: the same statistics
 # of the public font_digits set (no private data), to show what the release adds.
@@ -37,7 +38,7 @@ case "$1" in
   fit_eps1) timed fit "$RUN/eps1" 1.0 ;;
   fit_eps4) timed fit "$RUN/eps4" 4.0 ;;
   pate_eps1) timed $PL pate $PATE --run_dir "$RUN/eps1" --num_queries 2600 ;;
-  pate_eps4) timed $PL pate $PATE --run_dir "$RUN/eps4" --num_queries 2150 ;;
+  pate_eps4) timed $PL pate $PATE --run_dir "$RUN/eps4" --num_queries 2100 ;;
   latent_eps1) timed python -m experiments.latent_stats_route --run_dir "$RUN/latent" --data_dir "$DATA" --epsilon 1 \
       --out "$RUN/latent/eps1"
     timed $PL pate $PATE --run_dir "$RUN/latent" --synthetic_samples "$RUN/latent/eps1/combined_samples.pt" --num_queries 2600 ;;
