@@ -1,7 +1,7 @@
 """The #16 DP rows from finished runs: generator epsilon, PATE epsilon, end-to-end epsilon, student, wall times.
 
     python -m experiments.dp_rows_collect --out docs/results/dp_rows_250 --reference_dir RUN/refrun \\
-        "NAME=RUN_DIR[:LOG]" ...
+        "NAME=RUN_DIR[:LOG,LOG...][@INDEX]" ...
 
 Per row it reads the publishable ``pate/report.json`` (never diagnostics.json), the pool's combined metadata
 (its privacy stages: the generator's RDP curve, converted alone at the report's delta), the ``[timing]`` lines
@@ -41,12 +41,11 @@ def generator_epsilon(stages: list[dict], delta: float, conversion: str) -> tupl
     return None, None
 
 
-def timings(log: Optional[Path]) -> dict[str, int]:
-    """Seconds per stage from the log's ``[timing] COMMAND : N s`` lines (the outer ``fit`` group excluded)."""
+def timings(logs: list[Path]) -> dict[str, int]:
+    """Seconds per stage from the logs' ``[timing] COMMAND : N s`` lines (the outer ``fit`` group excluded)."""
     found: dict[str, int] = {}
-    if log is None or not log.is_file():
-        return found
-    for line in log.read_text(errors="replace").splitlines():
+    lines = [line for log in logs if log.is_file() for line in log.read_text(errors="replace").splitlines()]
+    for line in lines:
         match = re.match(r"\[timing\] (.*) : (\d+) s$", line)
         if not match or match.group(1).startswith("fit "):
             continue
@@ -57,9 +56,9 @@ def timings(log: Optional[Path]) -> dict[str, int]:
     return found
 
 
-def dp_row(name: str, run_dir: Path, log: Optional[Path], reference) -> dict[str, Any]:
-    base = row(name, run_dir, -1)
-    run = read_json(run_dir / "pate" / "report.json")["runs"][-1]
+def dp_row(name: str, run_dir: Path, logs: list[Path], reference, index: int = -1) -> dict[str, Any]:
+    base = row(name, run_dir, index)
+    run = read_json(run_dir / "pate" / "report.json")["runs"][index]
     student = run.get("student") or {}
     pool = Path(run["query_file"])
     stages = read_json(metadata_path(pool))["privacy"]["stages"]
@@ -69,7 +68,7 @@ def dp_row(name: str, run_dir: Path, log: Optional[Path], reference) -> dict[str
     return {**base, "generator": generator, "epsilon_generator": gen_eps, "pool": str(pool),
             "pool_quality": quality, "ledger": run["privacy"]["ledger"],
             "pretraining": student.get("pretraining"), "votes_seconds": (run.get("votes") or {}).get("seconds"),
-            "pate_seconds": run.get("seconds"), "stage_seconds": timings(log)}
+            "pate_seconds": run.get("seconds"), "stage_seconds": timings(logs)}
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -93,14 +92,16 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="path without suffix: writes .json and .md")
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--reference_dir", required=True)
-    parser.add_argument("runs", nargs="+", help="NAME=RUN_DIR[:LOG]")
+    parser.add_argument("runs", nargs="+", help="NAME=RUN_DIR[:LOG,...][@INDEX] (INDEX into report.json's runs, default -1)")
     args = parser.parse_args()
     reference, _ = load_or_train_reference(args.reference_dir, args.data_dir)
     rows = []
     for spec in args.runs:
         name, _, where = spec.partition("=")
+        where, _, index = where.partition("@")
         folder, _, log = where.partition(":")
-        rows.append(dp_row(name, Path(folder), Path(log) if log else None, reference))
+        logs = [Path(path) for path in log.split(",") if path]
+        rows.append(dp_row(name, Path(folder), logs, reference, int(index or -1)))
     lines = table(rows)
     out = Path(args.out)
     write_json(out.with_suffix(".json"), {"rows": rows})
