@@ -17,10 +17,10 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from experiments.collect_rows import fmt, row
+from experiments.collect_rows import fmt, row, write_rows
 from experiments.pool_quality import pool_scores
 from pate_lightning.evaluation.reference import load_or_train_reference
-from pate_lightning.io import load_torch, read_json, write_json, write_text
+from pate_lightning.io import load_torch, read_json
 from pate_lightning.pate.publish import metadata_path
 from pate_lightning.pate.queries import labels_path, read_generator_labels
 from pate_lightning.privacy import analysis
@@ -102,11 +102,7 @@ def main() -> None:
         folder, _, log = where.partition(":")
         logs = [Path(path) for path in log.split(",") if path]
         rows.append(dp_row(name, Path(folder), logs, reference, int(index or -1)))
-    lines = table(rows)
-    out = Path(args.out)
-    write_json(out.with_suffix(".json"), {"rows": rows})
-    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_rows(Path(args.out), rows, table(rows))
 
 
 if __name__ == "__main__":
