@@ -31,6 +31,13 @@ def row(name: str, run_dir: Path, index: int) -> dict:
     }
 
 
+def write_rows(out: Path, rows: list[dict], lines: list[str]) -> None:
+    """``out``.json (the rows) and ``out``.md (the table), then the table on stdout."""
+    write_json(out.with_suffix(".json"), {"rows": rows})
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def fmt(value, pattern="{:.2f}") -> str:
     return "–" if value is None else pattern.format(value)
 
@@ -52,10 +59,7 @@ def main() -> None:
             f"| {r['row']} | {r['mechanism']} | {r['asked']} | {r['answered']} | {fmt(r['label_accuracy'], '{:.1%}')} | "
             f"{fmt(r['epsilon_data_independent'])} | {fmt(r['epsilon_data_dependent_released'])} | {fmt(r['epsilon_labels'])} | "
             f"{fmt(r['epsilon_end_to_end'])} | `{r['privacy_scope']}` | {r['student_method']} | {fmt(r['student_accuracy'], '{:.1%}')} |")
-    out = Path(args.out)
-    write_json(out.with_suffix(".json"), {"rows": rows})
-    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_rows(Path(args.out), rows, lines)
 
 
 if __name__ == "__main__":

@@ -230,3 +230,4 @@ def test_dp_hybrid_starts_from_the_public_vae_and_records_a_dp_generator(tmp_pat
     assert not torch.equal(member_state_dict(model.decoder, 0)["out.weight"], state["decoder.out.weight"])
     entry = json.loads((tmp_path / "run/teacher_vaes/teacher_0/training_report.json").read_text())["privacy"]
     assert entry["dp"] is True and entry["reads_private_data"] is True and entry["rdp"] is not None
+    assert entry["name"] == "hybrid"  # the ledger names the family that paid, not per_teacher
