@@ -6,6 +6,8 @@
 #   python experiments/families_250_table.py --run $RUN   (JSON + markdown under docs/results/)
 # Usage: SRC=runs/full250 RUN=runs/families250 DATA=data bash experiments/families_250.sh hybrid public_filters ...
 # Rows: hybrid | hybrid_pate (needs hybrid's fit) | public_filters | per_teacher_conditional
+#       hybrid_again: hybrid's VAEs, generated and voted on afresh into $RUN/hybrid$TAG (other CLASS_COUNTS,
+#       NUM_QUERIES or STUDENT_ARGS); each such run is a new private run with its own epsilon
 set -euo pipefail
 SRC=$(realpath "${SRC:-runs/full250}"); RUN=$(realpath -m "${RUN:-runs/families250}"); DATA=${DATA:-data}
 PL="python -m pate_lightning"
@@ -21,7 +23,8 @@ PER_TEACHER_EPOCHS=${PER_TEACHER_EPOCHS:-30}
 NUM_QUERIES=${NUM_QUERIES:-1500}         # asked: a random subset of the kept candidates (all, if fewer)
 # Confident-GNMax as Papernot et al. 2018 for MNIST; supervised student pretrained on public font renders
 PATE_ARGS="--query_source synthetic --mechanism confident_gnmax --threshold 200 --sigma1 150 --sigma2 40
-  --student.method supervised --student.architecture small_cnn --student.pretrain font_digits --student.pretrain_epochs 2"
+  --student.method supervised --student.architecture small_cnn --student.pretrain font_digits --student.pretrain_epochs 2
+  ${STUDENT_ARGS:-}"
 
 timed() {  # timed ROW STAGE command...: runs it, appends "STAGE seconds" to the row's stage_seconds.tsv
   local row=$1 stage=$2; shift 2
@@ -70,6 +73,9 @@ for row in "$@"; do
     hybrid_pate)
       prepare_row hybrid_pate; ln -sfn "$RUN/hybrid/teacher_vaes" "$RUN/hybrid_pate/teacher_vaes"
       pate_selection hybrid_pate; combine_and_vote hybrid_pate ;;
+    hybrid_again)
+      prepare_row "hybrid${TAG:?hybrid_again needs TAG}"; ln -sfn "$RUN/hybrid/teacher_vaes" "$RUN/hybrid$TAG/teacher_vaes"
+      filters "hybrid$TAG" "$all_teachers"; combine_and_vote "hybrid$TAG" ;;
     public_filters)
       prepare_row public_filters; ln -sfn "$SRC/teacher_vaes" "$RUN/public_filters/teacher_vaes"
       filters public_filters "$all_teachers"; combine_and_vote public_filters ;;
@@ -80,6 +86,6 @@ for row in "$@"; do
         --data.run_dir "$RUN/per_teacher_conditional" --data.teacher_ids "$subset" \
         --trainer.max_epochs "$PER_TEACHER_EPOCHS" --trainer.callbacks.init_args.kl_annealing_epochs 10 $CPU
       filters per_teacher_conditional "$subset"; combine_and_vote per_teacher_conditional ;;
-    *) echo "unknown row $row (hybrid | hybrid_pate | public_filters | per_teacher_conditional)" >&2; exit 2 ;;
+    *) echo "unknown row $row (hybrid | hybrid_again | hybrid_pate | public_filters | per_teacher_conditional)" >&2; exit 2 ;;
   esac
 done

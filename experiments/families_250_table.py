@@ -68,7 +68,9 @@ def measured_row(name: str, run: Path, reference: torch.nn.Module, pictures: Pat
     metadata = json.loads((run / "synthetic/combined_metadata.json").read_text())
     selections = [json.loads(p.read_text()) for p in sorted(run.glob("teachers/teacher_*/selection_report.json"))]
     row = {
-        "row": name, "label": LABELS.get(name, name), "source": str(run), "teachers_generating": len(selections),
+        "row": name, "label": LABELS.get(name, f"hybrid + teacher filters, run {name.removeprefix('hybrid_')}"),
+        "source": str(run), "teachers_generating": len(selections),
+        "class_counts_asked": selections[0]["generation"]["class_counts"] if selections else None,
         "candidates": sum(s["pool_size"] for s in selections), "kept": metadata["num_samples"],
         "reference_agreement_kept": reference_agreement(run, reference),
         "privacy_stages": metadata["privacy"]["stages"], "seconds": stage_seconds(run / "stage_seconds.tsv"),
@@ -95,6 +97,7 @@ def measured_row(name: str, run: Path, reference: torch.nn.Module, pictures: Pat
         "privacy_scope": privacy["privacy_scope"], "delta": privacy["delta"], "conversion": privacy["conversion"],
         "student": {
             "method": last["student_method"], "architecture": student.get("architecture"),
+            "settings": {k: student.get(k) for k in ("epochs", "lr", "batch_size", "val_fraction", "augment")},
             "test_accuracy": student.get("test_accuracy"),
             "pretraining_test_accuracy": (student.get("pretraining") or {}).get("test_accuracy"),
             "pretraining_seconds": (student.get("pretraining") or {}).get("seconds"),
