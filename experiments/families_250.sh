@@ -85,7 +85,14 @@ for row in "$@"; do
       timed per_teacher_conditional fit $PL fit --config configs/generators/per_teacher_conditional.yaml --data.data_dir "$DATA" \
         --data.run_dir "$RUN/per_teacher_conditional" --data.teacher_ids "$subset" \
         --trainer.max_epochs "$PER_TEACHER_EPOCHS" --trainer.callbacks.init_args.kl_annealing_epochs 10 $CPU
-      filters per_teacher_conditional "$subset"; combine_and_vote per_teacher_conditional ;;
+      filters per_teacher_conditional "$subset"; combine_and_vote per_teacher_conditional
+      # the picture: 80 raw candidates of teacher 0 (8 per class), before any filter (none may survive them)
+      mkdir -p "$RUN/per_teacher_picture/teacher_vaes"; cp "$SRC/shard_indices.json" "$RUN/per_teacher_picture/"
+      ln -sfn "$RUN/per_teacher_conditional/teacher_vaes/teacher_0" "$RUN/per_teacher_picture/teacher_vaes/teacher_0"
+      $PL predict --config configs/generate.yaml --data.data_dir "$DATA" --data.run_dir "$RUN/per_teacher_picture" \
+        --trainer.callbacks.init_args.teachers_dir "$SRC/trained_nets" --data.class_counts "[8,8,8,8,8,8,8,8,8,8]" \
+        --data.latent_mixing 0 --data.latent_noise 0 --data.teacher_ids "[0]" \
+        --trainer.callbacks.init_args.save_grid true --overwrite true $CPU ;;
     *) echo "unknown row $row (hybrid | hybrid_again | hybrid_pate | public_filters | per_teacher_conditional)" >&2; exit 2 ;;
   esac
 done

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -81,6 +82,9 @@ def measured_row(name: str, run: Path, reference: torch.nn.Module, pictures: Pat
         picture = pictures / f"families_{name}_n250.png"
         write_png_grid(picture, images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:64]])
         row["picture"] = str(picture)
+    raw = run.parent / "per_teacher_picture/candidates/candidates_teacher_0.png"
+    if not row["kept"] and name == "per_teacher_conditional" and raw.is_file():  # nothing kept: the raw candidates
+        row["picture"] = str(shutil.copyfile(raw, pictures / f"families_{name}_n250_raw.png"))
     report = run / "pate/report.json"
     if not report.is_file():
         return {**row, "asked": 0, "answered": 0, "student": None}
