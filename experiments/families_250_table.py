@@ -174,11 +174,19 @@ def main() -> None:
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--rows", nargs="+", default=list(ROWS[1:]))
     parser.add_argument("--earlier", default="docs/results/rows_250.json")
+    parser.add_argument("--public_run", default="runs/full250", help="the earlier rows' run (its combined queries)")
     parser.add_argument("--out", default="docs/results/families_table_250")
     args = parser.parse_args()
     run = Path(args.run)
     reference, reference_report = load_or_train_reference(run, args.data_dir)
     rows = earlier_rows(Path(args.earlier))
+    public = Path(args.public_run) / "synthetic/combined_samples.pt"  # the earlier rows' queries
+    if public.is_file():
+        images = torch.load(public, weights_only=True)
+        picture = Path(args.out).parent / "families_public_pate_n250.png"
+        write_png_grid(picture, images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:64]])
+        for row in rows:
+            row["picture"] = str(picture)
     rows += [measured_row(name, run / name, reference, Path(args.out).parent) for name in args.rows if (run / name).is_dir()]
     write_json(Path(args.out + ".json"), {
         "teachers": 250, "confident_gnmax": {"threshold": 200, "sigma1": 150, "sigma2": 40}, "protocol": "half",
