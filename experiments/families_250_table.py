@@ -105,6 +105,7 @@ def measured_row(name: str, run: Path, reference: torch.nn.Module, pictures: Pat
             "test_accuracy": student.get("test_accuracy"),
             "pretraining_test_accuracy": (student.get("pretraining") or {}).get("test_accuracy"),
             "pretraining_seconds": (student.get("pretraining") or {}).get("seconds"),
+            "pretraining_epochs": (student.get("pretraining") or {}).get("epochs"),
             "test_accuracy_per_class": student.get("test_accuracy_per_class"),
         },
         "pate_seconds_in_report": last["seconds"],
@@ -141,7 +142,16 @@ def _num(value: Optional[float]) -> str:
 
 
 def _student(student: dict) -> str:
-    return f"{student['method']} ({student['architecture']})" if student else "– (nothing kept)"
+    """``supervised+pretrain:font_digits`` -> ``supervised, small_cnn, 10 ep, lr 0.001, aug, pretrain 2 ep``."""
+    if not student:
+        return "– (nothing kept)"
+    parts = [student["method"].split("+")[0], student["architecture"]]
+    settings = student.get("settings") or {}
+    if settings:
+        parts += [f"{settings['epochs']} ep", f"lr {settings['lr']:g}"] + (["aug"] if settings["augment"] else [])
+    if student.get("pretraining_epochs"):
+        parts.append(f"pretrain {student['pretraining_epochs']} ep")
+    return ", ".join(parts)
 
 
 def markdown(rows: list[dict], reference_accuracy: float) -> str:
@@ -165,6 +175,8 @@ def markdown(rows: list[dict], reference_accuracy: float) -> str:
         f"\n\nδ = 1e-5 and the Balle et al. 2020 conversion in every row. Reference classifier: held-out accuracy "
         f"{reference_accuracy:.1%} (first half of MNIST test, 3 epochs). 'unbounded': a stage before the votes read "
         "private data without DP (scope `labels_only_queries_not_private`); the label ε then covers the labels only.\n"
+        "Candidates asked per class 0-9 of each teacher's decoder: "
+        + "; ".join(f"{r['label']}: {r['class_counts_asked']}" for r in rows if r.get("class_counts_asked")) + ".\n"
     )
 
 
