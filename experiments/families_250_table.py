@@ -22,9 +22,10 @@ from typing import Optional
 import torch
 
 from pate_lightning.evaluation.reference import load_or_train_reference, predict_labels
-from pate_lightning.io import write_json, write_text
+from pate_lightning.io import sha256_file, write_json, write_text
 from pate_lightning.stacked.export import write_png_grid
 
+PICTURED: dict[str, str] = {}  # sha256 of a combined_samples.pt -> its picture
 ROWS = ("public_pate", "hybrid", "hybrid_pate", "public_filters", "per_teacher_conditional")
 LABELS = {
     "public_pate": "public + PATE selection",
@@ -78,10 +79,13 @@ def measured_row(name: str, run: Path, reference: torch.nn.Module, pictures: Pat
     }
     samples = run / "synthetic/combined_samples.pt"
     if row["kept"]:
-        images = torch.load(samples, weights_only=True)
-        picture = pictures / f"families_{name}_n250.png"
-        write_png_grid(picture, images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:64]])
-        row["picture"] = str(picture)
+        row["samples_sha256"] = sha256_file(samples)
+        picture = PICTURED.get(row["samples_sha256"])  # reruns on the same samples share one picture
+        if picture is None:
+            images = torch.load(samples, weights_only=True)
+            picture = PICTURED[row["samples_sha256"]] = str(pictures / f"families_{name}_n250.png")
+            write_png_grid(Path(picture), images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:64]])
+        row["picture"] = picture
     raw = run.parent / "per_teacher_picture/candidates/candidates_teacher_0.png"
     if not row["kept"] and name == "per_teacher_conditional" and raw.is_file():  # nothing kept: the raw candidates
         row["picture"] = str(shutil.copyfile(raw, pictures / f"families_{name}_n250_raw.png"))
