@@ -6,8 +6,8 @@
 #   python experiments/families_250_table.py --run $RUN   (JSON + markdown under docs/results/)
 # Usage: SRC=runs/full250 RUN=runs/families250 DATA=data bash experiments/families_250.sh hybrid public_filters ...
 # Rows: hybrid | hybrid_pate (needs hybrid's fit) | public_filters | per_teacher_conditional
-#       hybrid_again: hybrid's VAEs, generated and voted on afresh into $RUN/hybrid$TAG (other CLASS_COUNTS,
-#       NUM_QUERIES or STUDENT_ARGS); each such run is a new private run with its own epsilon
+#       hybrid_again / public_filters_again: that row's VAEs, generated with teacher filters and voted on afresh
+#       into $RUN/<row>$TAG (other CLASS_COUNTS, NUM_QUERIES or STUDENT_ARGS); each is a new private run
 set -euo pipefail
 SRC=$(realpath "${SRC:-runs/full250}"); RUN=$(realpath -m "${RUN:-runs/families250}"); DATA=${DATA:-data}
 PL="python -m pate_lightning"
@@ -73,9 +73,10 @@ for row in "$@"; do
     hybrid_pate)
       prepare_row hybrid_pate; ln -sfn "$RUN/hybrid/teacher_vaes" "$RUN/hybrid_pate/teacher_vaes"
       pate_selection hybrid_pate; combine_and_vote hybrid_pate ;;
-    hybrid_again)
-      prepare_row "hybrid${TAG:?hybrid_again needs TAG}"; ln -sfn "$RUN/hybrid/teacher_vaes" "$RUN/hybrid$TAG/teacher_vaes"
-      filters "hybrid$TAG" "$all_teachers"; combine_and_vote "hybrid$TAG" ;;
+    hybrid_again|public_filters_again)
+      from=${row%_again}; again="$from${TAG:?$row needs TAG}"
+      prepare_row "$again"; ln -sfn "$(realpath "$RUN/$from/teacher_vaes")" "$RUN/$again/teacher_vaes"
+      filters "$again" "$all_teachers"; combine_and_vote "$again" ;;
     public_filters)
       prepare_row public_filters; ln -sfn "$SRC/teacher_vaes" "$RUN/public_filters/teacher_vaes"
       filters public_filters "$all_teachers"; combine_and_vote public_filters ;;
@@ -93,6 +94,6 @@ for row in "$@"; do
         --trainer.callbacks.init_args.teachers_dir "$SRC/trained_nets" --data.class_counts "[8,8,8,8,8,8,8,8,8,8]" \
         --data.latent_mixing 0 --data.latent_noise 0 --data.teacher_ids "[0]" \
         --trainer.callbacks.init_args.save_grid true --overwrite true $CPU ;;
-    *) echo "unknown row $row (hybrid | hybrid_again | hybrid_pate | public_filters | per_teacher_conditional)" >&2; exit 2 ;;
+    *) echo "unknown row $row (hybrid | hybrid_again | hybrid_pate | public_filters | public_filters_again | per_teacher_conditional)" >&2; exit 2 ;;
   esac
 done

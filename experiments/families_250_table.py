@@ -66,11 +66,17 @@ def reference_agreement(run: Path, reference: torch.nn.Module) -> Optional[float
     return float((predict_labels(reference, images) == labels).double().mean())
 
 
+def _rerun_label(name: str) -> str:
+    """``hybrid_b`` -> ``hybrid + teacher filters, run b`` (a rerun of a row, families_250.sh *_again)."""
+    base = max((row for row in LABELS if name.startswith(row + "_")), key=len)
+    return f"{LABELS[base]}, run {name.removeprefix(base + '_')}"
+
+
 def measured_row(name: str, run: Path, reference: torch.nn.Module, pictures: Path) -> dict:
     metadata = json.loads((run / "synthetic/combined_metadata.json").read_text())
     selections = [json.loads(p.read_text()) for p in sorted(run.glob("teachers/teacher_*/selection_report.json"))]
     row = {
-        "row": name, "label": LABELS.get(name, f"hybrid + teacher filters, run {name.removeprefix('hybrid_')}"),
+        "row": name, "label": LABELS.get(name) or _rerun_label(name),
         "source": str(run), "teachers_generating": len(selections),
         "class_counts_asked": selections[0]["generation"]["class_counts"] if selections else None,
         "candidates": sum(s["pool_size"] for s in selections), "kept": metadata["num_samples"],
