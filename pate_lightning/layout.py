@@ -107,10 +107,6 @@ def public_prior_dir(run_dir: Path) -> Path:
     return Path(run_dir) / PUBLIC_PRIOR
 
 
-def public_prior_file(run_dir: Path) -> Path:
-    return vae_full_file(public_prior_dir(run_dir), 0)
-
-
 # teacher_classifier (fit): saferlearn's {teachers_dir}/{id}/model.pth, report.json (written last).
 # The folder may come from saferlearn, outside any run: the file helpers take the folder itself.
 def classifiers_root(run_dir: Path, teachers_dir: str | Path = TRAINED_NETS) -> Path:

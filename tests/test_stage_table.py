@@ -21,7 +21,7 @@ def test_every_record_names_real_code_and_configs(stage):
     target = stage.load_target()
     if stage.kind in stage_table.LIGHTNING_KINDS:
         # the module's stage is this record, or (public_prior) a stage whose module it reuses in a run dir of its own
-        assert target.stage == stage.name or (stage.run_subdir and stage_table.get(target.stage).target == stage.target)
+        assert target.stage == stage.name or (stage.run_dir_of and stage_table.get(target.stage).target == stage.target)
         config = yaml.safe_load((REPO / stage.config).read_text())
         assert config["model"]["class_path"] == stage.target.replace(":", ".")
         assert set(stage.ensemble_size) == {"cpu", "gpu"} and min(stage.ensemble_size.values()) >= 1

@@ -59,22 +59,18 @@ def rehearsal(
 
 
 def pretrain(
-    model: LightningModule, public: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-    name: str, epochs: int, accelerator: str, seed: int, root: Path,
+    model: LightningModule, trainer: Trainer, public: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor], name: str, seed: int,
 ) -> dict[str, Any]:
-    """Train ``model`` in place on the public set for ``epochs``; its report entry with its own test score."""
+    """Train ``model`` in place on the public set with ``trainer``; its report entry with its own test score."""
     started = time.perf_counter()
     data = StudentDataModule(*public, *test, batch_size=PRETRAIN_BATCH_SIZE, val_fraction=0.0, seed=seed)
-    trainer = Trainer(
-        max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, default_root_dir=root, deterministic=False,
-    )
     trainer.fit(model, datamodule=data)
     tested = trainer.test(model, datamodule=data, verbose=False)[0]
     return {
         "set": name,
         "images": len(public[1]),
-        "epochs": epochs,
+        "epochs": trainer.max_epochs,
         "reads_private_data": False,
         "test_accuracy": float(tested["test/acc"]),
         "seconds": round(time.perf_counter() - started, 2),

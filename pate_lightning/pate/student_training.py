@@ -94,6 +94,15 @@ class StudentSettings:
         return self
 
 
+def student_trainer(epochs: int, accelerator: str, root: Path, callbacks: Optional[list[Callback]] = None) -> Trainer:
+    """The student's Trainer (pretraining and training): one device, no logger, checkpoints or progress bar."""
+    return Trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=False, default_root_dir=root, deterministic=False,
+        callbacks=callbacks or [],
+    )
+
+
 def train_student(
     images: torch.Tensor, labels: torch.Tensor, test: tuple[torch.Tensor, torch.Tensor], settings: StudentSettings,
     accelerator: str, seed: int, root: Path, unlabeled: Optional[torch.Tensor] = None,
@@ -118,13 +127,9 @@ def train_student(
     model = StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization,
                           settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine)
     pretraining = None if public is None else pretrain(
-        model, public, test, settings.pretrain, settings.pretrain_epochs, accelerator, seed, root)
+        model, student_trainer(settings.pretrain_epochs, accelerator, root), public, test, settings.pretrain, seed)
     callbacks: list[Callback] = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay else []
-    trainer = Trainer(
-        max_epochs=settings.epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, default_root_dir=root, deterministic=False,
-        callbacks=callbacks,
-    )
+    trainer = student_trainer(settings.epochs, accelerator, root, callbacks)
     started = time.perf_counter()
     trainer.fit(model, datamodule=data)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -78,8 +78,8 @@ def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Pat
     for key in stage.shared_data_keys:
         if key in config and key in accepted:
             data_args[key] = config[key]
-    if stage.run_subdir is not None:
-        data_args["run_dir"] = str(Path(config.get("run_dir", ".")) / stage.run_subdir)
+    if stage.run_dir_of is not None:
+        data_args["run_dir"] = str(stage.run_dir_of(Path(config.get("run_dir", "."))))
     trainer = merged.setdefault("trainer", {})
     for key in ("accelerator", "devices"):
         if key in config:

@@ -44,7 +44,7 @@ class Stage:
         optional: a pipeline step only when the pipeline config has a section for it.
         shared_data_keys: the pipeline's shared keys given to the stage's data module (a stage on a public set
             takes none of the private run's data settings).
-        run_subdir: the stage writes to this folder of the pipeline's run dir (None: the run dir itself).
+        run_dir_of: the stage's own run dir from the pipeline's, a ``layout`` function (None: the pipeline's).
     """
 
     name: str
@@ -59,7 +59,7 @@ class Stage:
     in_pipeline: bool = True
     optional: bool = False
     shared_data_keys: tuple[str, ...] = ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids")
-    run_subdir: Optional[str] = None
+    run_dir_of: Optional[Callable[[Path], Path]] = None
 
     @property
     def command(self) -> str:
@@ -92,7 +92,7 @@ STAGES: tuple[Stage, ...] = (
           config="configs/generators/public_prior.yaml", target="pate_lightning.generators.module:TeacherVAEModule",
           done_marker=lambda run_dir, _: layout.vae_report_file(layout.public_prior_dir(run_dir), 0),
           writer="pate_lightning.generators.export:VAEExport", optional=True, shared_data_keys=("data_dir",),
-          run_subdir=layout.PUBLIC_PRIOR),
+          run_dir_of=layout.public_prior_dir),
     Stage("teacher_vae", "fit", "a VAE per teacher -> teacher_vaes/teacher_{id}/",
           config="configs/teacher_vae.yaml", target="pate_lightning.generators.module:TeacherVAEModule",
           done_marker=layout.vae_report_file, writer="pate_lightning.generators.export:VAEExport"),
