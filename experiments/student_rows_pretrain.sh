@@ -23,6 +23,8 @@ args_of() {  # variant name -> its arguments (row, student method, levers)
     b_pt2_fix40|b_pt2_fix40_r*)   echo "$B $FIX $PT --student.pretrain_epochs 2 --student.epochs 40 --student.lr 0.003" ;;
     a_pt2_sup)     echo "$A $SUP $PT --student.pretrain_epochs 2" ;;
     b_pt2_sup)     echo "$B $SUP $PT --student.pretrain_epochs 2" ;;
+    b_pt2_fix120|b_pt2_fix120_r*) echo "$B $FIX $PT --student.pretrain_epochs 2 --student.epochs 120 --student.lr 0.003" ;;
+    a_pt2_fix120|a_pt2_fix120_r*) echo "$A $FIX $PT --student.pretrain_epochs 2 --student.epochs 120 --student.lr 0.003" ;;
     b_pt2_fix20)   echo "$B $FIX $PT --student.pretrain_epochs 2 --student.epochs 20 --student.lr 0.003" ;;
     b_pt3_fix40)   echo "$B $FIX $PT --student.pretrain_epochs 3 --student.epochs 40 --student.lr 0.003" ;;
     b_pt2_fix40_lr1) echo "$B $FIX $PT --student.pretrain_epochs 2 --student.epochs 40 --student.lr 0.001" ;;

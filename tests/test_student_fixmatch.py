@@ -124,3 +124,18 @@ def test_train_student_reports_fixmatch_and_ema(tmp_path):
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StudentSettings(**kwargs).check()
+
+
+def test_selection_set_is_scored_apart_from_the_test_set(tmp_path):
+    images, labels = separable_digits(30)
+    test = separable_digits(20, seed=1)
+    # a selection set whose labels are all wrong scores 0 and leaves the test score and per-class accuracy alone
+    selection_images, selection_labels = separable_digits(20, seed=3)
+    settings = StudentSettings(epochs=3, batch_size=8, val_fraction=0.0, lr=3e-3).check()
+    plain = train_student(images, labels, test, settings, "cpu", 0, tmp_path)
+    scored = train_student(images, labels, test, settings, "cpu", 0, tmp_path,
+                           selection=(selection_images, (selection_labels + 1) % 10))
+    assert plain["selection_accuracy"] is None
+    assert scored["test_accuracy"] == plain["test_accuracy"] > 0.5
+    assert scored["test_accuracy_per_class"] == plain["test_accuracy_per_class"]
+    assert scored["selection_accuracy"] < 0.5

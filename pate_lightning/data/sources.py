@@ -93,7 +93,9 @@ def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[torch.T
     """
     check_dataset_name(dataset)
     data_dir = Path(data_dir)
-    if not _exists(dataset, data_dir):
+    paths = _split_paths(dataset, data_dir, train)
+    # IDX datasets need only the split asked for (a test-only copy serves the query pool and holdout)
+    if (None in paths) if paths is not None else not _exists(dataset, data_dir):
         names = idx_files(dataset, train) or ("the files of its torchvision class",)
         raise PateError(
             f"{dataset} files are missing: expected {' and '.join(names)} (plain or .gz) in "
@@ -101,7 +103,6 @@ def load_split(dataset: str, data_dir: str | Path, train: bool) -> tuple[torch.T
             "or put the files there.",
             data_dir,
         )
-    paths = _split_paths(dataset, data_dir, train)
     if paths is not None:
         return idx.read_split(paths[0], paths[1], num_classes(dataset))
     try:

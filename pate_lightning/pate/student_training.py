@@ -10,6 +10,7 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
+from torch.utils.data import DataLoader, TensorDataset
 
 from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import METHODS
@@ -108,11 +109,15 @@ def train_student(
     accelerator: str, seed: int, root: Path, unlabeled: Optional[torch.Tensor] = None,
     test_set: str = "the held-out part of the MNIST test set (never queried)",
     public: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    selection: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> dict[str, Any]:
     """Train a student on (images, labels) (and ``unlabeled`` for FixMatch), test it; its report entry.
 
     ``unlabeled`` is ignored by the supervised method: the images only, never a label. ``public`` is the
     labelled public set of ``settings.pretrain`` (``student_pretrain.public_pretraining_set``), trained on first.
+    ``selection`` is a labelled public set, disjoint from the test set, on which a study may choose among
+    settings (e.g. query-pool images never asked): the final model's accuracy on it is reported as
+    ``selection_accuracy``, so the test score is not what picks the winner.
     """
     if (public is None) != (settings.pretrain == "none"):
         raise ValueError(f"student.pretrain {settings.pretrain!r} needs its public set passed (and none needs none)")
@@ -134,6 +139,11 @@ def train_student(
     trainer.fit(model, datamodule=data)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     tested = trainer.test(model, datamodule=data, verbose=False)[0]
+    per_class = [round(v, 6) for v in model.test_accuracy_per_class]  # before a selection test overwrites it
+    selection_accuracy = None
+    if selection is not None:
+        loader = DataLoader(TensorDataset(*selection), batch_size=settings.batch_size)
+        selection_accuracy = float(trainer.test(model, dataloaders=loader, verbose=False)[0]["test/acc"])
     return {
         **asdict(settings),
         "sizes": data.sizes,
@@ -143,7 +153,8 @@ def train_student(
         "final_mask_rate": metrics.get("train/mask_rate"),
         "test_set": test_set,
         "test_accuracy": float(tested["test/acc"]),
-        "test_accuracy_per_class": [round(v, 6) for v in model.test_accuracy_per_class],
+        "test_accuracy_per_class": per_class,
+        "selection_accuracy": selection_accuracy,
         "seconds": round(time.perf_counter() - started, 2),
         "pretraining": None if pretraining is None else {**pretraining, "rehearsal_images": len(labels) - answered},
     }
