@@ -14,7 +14,10 @@ export PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
 # MPS lets the workers' small kernels run side by side; without it they take turns (kept only if a client works)
 if [[ "$ACCEL" == gpu ]] && command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log; mkdir -p /tmp/mps /tmp/mps-log
-  if nvidia-cuda-mps-control -d && timeout 60 python3 -c "import torch; torch.ones(1).cuda().sum().item()"; then
+  # a warm machine from an earlier call may run the daemon already: start one only if none runs (a second
+  # call once read "already running" as a failure, quit the daemon under its own clients and finished nothing)
+  if { pgrep -x nvidia-cuda-mps-control >/dev/null || nvidia-cuda-mps-control -d; } &&
+     timeout 60 python3 -c "import torch; torch.ones(1).cuda().sum().item()"; then
     echo "MPS on"
   else
     echo quit | nvidia-cuda-mps-control 2>/dev/null; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY; echo "MPS off"

@@ -1,0 +1,173 @@
+"""Tables of issue #14's repeated rows: docs/results/student_repeats.{md,json}.
+
+Reads the summaries ``experiments/student_repeats.py`` wrote (GPU and CPU) and, optionally, ``pate/report.json``
+files of ``pate-lightning pate`` runs (experiments/student_rows_pretrain.sh) whose row and student settings match
+one of the repeats' variants. Per row and variant: the number of runs, the test accuracy's mean, standard
+deviation and range, the selection-set accuracy (query-pool images 8,000-8,999, never asked), answered
+queries, label accuracy, epsilons and times. The chosen variant of each row is the one with the best mean
+selection accuracy, so the test images do not pick it.
+
+Usage:
+    python -m experiments.student_repeats_table --summaries runs/student_repeats_gpu/summary_call1.json \
+        runs/student_repeats_cpu/summary.json --reports runs/student4/*/pate/report.json --out docs/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+from pate_lightning.io import read_json, write_json, write_text
+from pate_lightning.pate.student_training import StudentSettings
+
+from experiments import student_repeats as repeats
+
+TARGETS = {"a": 0.980, "b": 0.985}  # the issue's anchors (PATE-G 2017, Papernot et al. 2018)
+
+
+def match(record: dict[str, Any]) -> Optional[tuple[str, str]]:
+    """(row, variant) of a ``pate`` report entry whose mechanism, queries and student settings are a repeat's."""
+    student = record.get("student") or {}
+    row = next((name for name, (mechanism, asked) in repeats.ROWS.items()
+                if record.get("mechanism_description") == mechanism.describe() and record.get("queries_asked") == asked
+                and record.get("protocol") == repeats.PROTOCOL), None)
+    # a setting a report lacks predates it: it ran at the default
+    recorded = {k: student.get(k, default) for k, default in asdict(StudentSettings()).items()}
+    variant = next((name for name, (settings, _) in repeats.VARIANTS.items() if asdict(settings) == recorded), None)
+    return (row, variant) if row and variant else None
+
+
+def flat(row: str, variant: str, source: str, device: str, run: dict[str, Any]) -> dict[str, Any]:
+    """One run's figures for the tables."""
+    student, privacy = run["student"], run["privacy"]
+    return {
+        "row": row, "variant": variant, "source": source, "device": device,
+        "answered": run["queries_answered"], "label_accuracy": run["label_accuracy"],
+        "epsilon_data_independent": privacy["epsilon_data_independent"],
+        "epsilon_released": privacy.get("epsilon_data_dependent_released"),
+        "epsilon_labels": privacy["epsilon_labels"],
+        "public_only": (student.get("pretraining") or {}).get("test_accuracy"),
+        "test": student["test_accuracy"], "selection": student.get("selection_accuracy"),
+        "test_per_class": student["test_accuracy_per_class"], "seconds": run["seconds"],
+    }
+
+
+def collect(summaries: list[Path], reports: list[Path]) -> list[dict[str, Any]]:
+    runs = []
+    for path in summaries:
+        summary = read_json(path)
+        source = f"student_repeats.py, {summary['workers']} workers"
+        runs += [flat(r["row"], r["variant"], source, r["device"], r["run"]) for r in summary["runs"]]
+    for path in reports:
+        for record in read_json(path).get("runs", []):
+            found = match(record)
+            if found:
+                runs.append(flat(*found, "pate CLI, one run at a time", "CPU (2 cores, shared)", record))
+    return runs
+
+
+def _mean(values: list[Optional[float]]) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return statistics.mean(present) if present else None
+
+
+def groups(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Statistics per (row, variant), every source pooled."""
+    out = []
+    for row in sorted({r["row"] for r in runs}):
+        for variant in repeats.VARIANTS:
+            chosen = [r for r in runs if r["row"] == row and r["variant"] == variant]
+            if not chosen:
+                continue
+            tests = [r["test"] for r in chosen]
+            released = [r["epsilon_released"] for r in chosen if r["epsilon_released"] is not None]
+            out.append({
+                "row": row, "variant": variant, "description": describe(repeats.VARIANTS[variant][0]),
+                "runs": len(chosen), "runs_by_device": {d: sum(r["device"] == d for r in chosen)
+                                                        for d in sorted({r["device"] for r in chosen})},
+                "test_mean": statistics.mean(tests), "test_sd": statistics.stdev(tests) if len(tests) > 1 else None,
+                "test_min": min(tests), "test_max": max(tests),
+                "selection_mean": _mean([r["selection"] for r in chosen]),
+                "selection_runs": sum(r["selection"] is not None for r in chosen),
+                "answered_mean": statistics.mean(r["answered"] for r in chosen),
+                "label_accuracy_mean": _mean([r["label_accuracy"] for r in chosen]),
+                "epsilon_data_independent": chosen[0]["epsilon_data_independent"],
+                "epsilon_labels": chosen[0]["epsilon_labels"],
+                "epsilon_released_max": max(released) if released else None,
+                "epsilon_released_mean": _mean(released),
+                "public_only_mean": _mean([r["public_only"] for r in chosen]),
+                "seconds_by_device": {d: statistics.mean(r["seconds"] for r in chosen if r["device"] == d)
+                                      for d in sorted({r["device"] for r in chosen})},
+            })
+    return out
+
+
+def describe(settings: StudentSettings) -> str:
+    extra = f", EMA {settings.ema_decay}" if settings.method == "fixmatch" else ", affine augmentation"
+    return (f"{settings.description} {settings.pretrain_epochs}+{settings.epochs} ep, lr {settings.lr:g}{extra}")
+
+
+def chosen_variants(table: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per row, the variant with the best mean selection accuracy (ties: the first listed)."""
+    best: dict[str, dict[str, Any]] = {}
+    for group in table:
+        if group["selection_mean"] is None:
+            continue
+        current = best.get(group["row"])
+        if current is None or group["selection_mean"] > current["selection_mean"]:
+            best[group["row"]] = group
+    return best
+
+
+def _pct(value: Optional[float], digits: int = 2) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| row | variant | student | runs | test mean ± sd | range | selection mean | answered | label acc. "
+        "| ε labels (a priori) | ε released max | public-only | s per run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in table:
+        sd = "" if g["test_sd"] is None else f" ± {100 * g['test_sd']:.2f}"
+        released = "–" if g["epsilon_released_max"] is None else f"{g['epsilon_released_max']:.2f}"
+        mark = " (chosen)" if best.get(g["row"]) is g else ""
+        seconds = "; ".join(f"{s:.0f} ({d.split(' (')[0]})" for d, s in g["seconds_by_device"].items())
+        lines.append(
+            f"| ({g['row']}) | `{g['variant']}`{mark} | {g['description']} | {g['runs']} "
+            f"| **{_pct(g['test_mean'])}**{sd} | {_pct(g['test_min'], 1)}–{_pct(g['test_max'], 1)} "
+            f"| {_pct(g['selection_mean'])} ({g['selection_runs']}) | {g['answered_mean']:.0f} "
+            f"| {_pct(g['label_accuracy_mean'], 1)} | {g['epsilon_labels']:.2f} "
+            f"| {released} "
+            f"| {_pct(g['public_only_mean'], 1)} | {seconds} |")
+    lines += ["", "| row | chosen by the selection set | runs | test mean | target | met |", "|---|---|---|---|---|---|"]
+    for row, g in sorted(best.items()):
+        lines.append(f"| ({row}) | `{g['variant']}` | {g['runs']} | {_pct(g['test_mean'])} | {_pct(TARGETS[row], 1)} "
+                     f"| {'yes' if g['test_mean'] >= TARGETS[row] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--summaries", nargs="+", type=Path, required=True)
+    parser.add_argument("--reports", nargs="*", type=Path, default=[])
+    parser.add_argument("--out", type=Path, default=Path("docs/results"))
+    args = parser.parse_args(argv)
+    runs = collect(args.summaries, args.reports)
+    table = groups(runs)
+    best = chosen_variants(table)
+    write_json(args.out / "student_repeats.json", {
+        "note": "test: the last 1,000 MNIST test images; selection: query-pool images 8,000-8,999 (never asked), "
+                "whose public labels choose the variant; delta 1e-5, balle2020, scope labels; noise from OS entropy",
+        "groups": table, "chosen": {row: g["variant"] for row, g in best.items()}, "runs": runs,
+    })
+    write_text(args.out / "student_repeats_table.md", markdown(table, best))
+    print(markdown(table, best))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""experiments/student_repeats.py (issue #14's repeated rows) and its table."""
+
+import argparse
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments import student_repeats as repeats
+from experiments import student_repeats_table as table
+from pate_lightning.pate.aggregate import Mechanism
+from pate_lightning.pate.queries import QuerySet
+from tests.test_student import separable_digits
+
+
+def test_jobs_go_round_by_round():
+    assert repeats.jobs(["a", "b"], ["fix40", "sup"], 2)[:4] == [
+        ("a", "fix40", 0), ("b", "fix40", 0), ("a", "sup", 0), ("b", "sup", 0)]
+    counts = repeats.jobs(["b"], ["fix40", "sup"], None)
+    assert len(counts) == repeats.VARIANTS["fix40"][1] + repeats.VARIANTS["sup"][1]
+
+
+def _votes_file(path: Path, rows: int, counted: int) -> Path:
+    votes = torch.zeros(rows, 10, dtype=torch.long)
+    votes[:, 0] = 3
+    mask = torch.zeros(rows, dtype=torch.bool)
+    mask[:counted] = True
+    torch.save({"key": "k", "teacher_ids": [0, 1, 2], "normalization": None, "votes": votes, "counted": mask}, path)
+    return path
+
+
+def test_votes_lacking_an_asked_row_stop_with_the_file_named(tmp_path):
+    path = _votes_file(tmp_path / "votes.pt", rows=10, counted=4)
+    votes, ids = repeats.read_votes(path, torch.arange(4))
+    assert votes.shape == (4, 10) and ids == [0, 1, 2]
+    with pytest.raises(SystemExit, match="votes.pt: the vote cache lacks rows"):
+        repeats.read_votes(path, torch.arange(5))
+
+
+def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path, monkeypatch):
+    """A tiny pool: 3 teachers all voting the true class, LNMax, FixMatch for one epoch, public pretraining."""
+    images, truth = separable_digits(60)
+    votes = torch.nn.functional.one_hot(truth, 10) * 3
+    torch.save({"key": "k", "teacher_ids": [0, 1, 2], "normalization": None, "votes": votes,
+                "counted": torch.ones(60, dtype=torch.bool)}, tmp_path / "votes.pt")
+    test = separable_digits(20, seed=1)
+    monkeypatch.setattr(repeats, "SELECTION", (40, 60))
+    monkeypatch.setattr(repeats, "ROWS", {"a": (Mechanism("lnmax", gamma=0.05), 30)})
+    small = replace(repeats.FIXMATCH, batch_size=8, mu=2, epochs=1, pretrain_epochs=1)
+    monkeypatch.setattr(repeats, "VARIANTS", {"tiny": (small, 1)})
+    monkeypatch.setattr(repeats, "_DATA", {
+        "queries": QuerySet("mnist_test", tmp_path, images, truth=truth), "test": test,
+        "selection": (images[40:60], (truth[40:60] + 1) % 10), "public": separable_digits(40, seed=2)})
+    args = argparse.Namespace(data_dir=str(tmp_path), votes=str(tmp_path / "votes.pt"), accelerator="cpu",
+                              out=str(tmp_path), epochs=None, device_name="CPU")
+    record = repeats.one_run("a", "tiny", 0, args)
+    run = record["run"]
+    assert run["queries_asked"] == 30 and run["privacy"]["private"] and run["protocol"] == "papers"
+    assert run["student"]["sizes"]["unlabeled"] == 60 and run["student"]["pretraining"]["set"] == "font_digits"
+    # the selection labels are all shifted: scored apart from the test set, never mixed into it
+    assert run["student"]["selection_accuracy"] < 0.5 and 0 <= run["student"]["test_accuracy"] <= 1
+    flat = table.flat("a", "tiny", "test", "CPU", json.loads(json.dumps(run)))
+    assert flat["selection"] == run["student"]["selection_accuracy"] and flat["answered"] == 30
+
+
+def _report_entry(student: dict) -> dict:
+    mechanism, asked = repeats.ROWS["b"]
+    return {"mechanism_description": mechanism.describe(), "queries_asked": asked, "protocol": "papers",
+            "student": student}
+
+
+def test_cli_reports_match_a_variant_by_their_settings_and_defaults():
+    recorded = asdict(repeats.VARIANTS["fix40"][0])
+    del recorded["pretrain_mix"]  # a report older than the setting ran at its default
+    assert table.match(_report_entry(recorded)) == ("b", "fix40")
+    assert table.match(_report_entry({**recorded, "lr": 0.01})) is None
+    assert table.match({**_report_entry(recorded), "queries_asked": 600}) is None
+
+
+def test_the_selection_set_not_the_test_set_chooses():
+    groups = [{"row": "b", "variant": "x", "selection_mean": 0.990, "test_mean": 0.99},
+              {"row": "b", "variant": "y", "selection_mean": 0.995, "test_mean": 0.97},
+              {"row": "a", "variant": "z", "selection_mean": None, "test_mean": 0.99}]
+    chosen = table.chosen_variants(groups)
+    assert list(chosen) == ["b"] and chosen["b"]["variant"] == "y"
