@@ -59,13 +59,15 @@ def collect(summaries: list[Path], reports: list[Path]) -> list[dict[str, Any]]:
     runs = []
     for path in summaries:
         summary = read_json(path)
-        source = f"student_repeats.py, {summary['workers']} workers"
-        runs += [flat(r["row"], r["variant"], source, r["device"], r["run"]) for r in summary["runs"]]
+        source = f"student_repeats.py, {summary['workers']} workers x {summary['threads_per_worker']} thread(s)"
+        # the device with how it was shared, since a run's seconds depend on both
+        runs += [flat(r["row"], r["variant"], source, f"{r['device'].split(' (')[0]}, {summary['workers']} workers",
+                      r["run"]) for r in summary["runs"]]
     for path in reports:
         for record in read_json(path).get("runs", []):
             found = match(record)
             if found:
-                runs.append(flat(*found, "pate CLI, one run at a time", "CPU (2 cores, shared)", record))
+                runs.append(flat(*found, "pate CLI, one run at a time", "CPU, pate CLI", record))
     return runs
 
 
@@ -99,6 +101,8 @@ def groups(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "epsilon_released_max": max(released) if released else None,
                 "epsilon_released_mean": _mean(released),
                 "public_only_mean": _mean([r["public_only"] for r in chosen]),
+                "test_mean_by_device": {d: statistics.mean(r["test"] for r in chosen if r["device"] == d)
+                                        for d in sorted({r["device"] for r in chosen})},
                 "seconds_by_device": {d: statistics.mean(r["seconds"] for r in chosen if r["device"] == d)
                                       for d in sorted({r["device"] for r in chosen})},
             })
@@ -136,7 +140,7 @@ def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> st
         sd = "" if g["test_sd"] is None else f" ± {100 * g['test_sd']:.2f}"
         released = "–" if g["epsilon_released_max"] is None else f"{g['epsilon_released_max']:.2f}"
         mark = " (chosen)" if best.get(g["row"]) is g else ""
-        seconds = "; ".join(f"{s:.0f} ({d.split(' (')[0]})" for d, s in g["seconds_by_device"].items())
+        seconds = "; ".join(f"{s:.0f} ({d})" for d, s in g["seconds_by_device"].items())
         lines.append(
             f"| ({g['row']}) | `{g['variant']}`{mark} | {g['description']} | {g['runs']} "
             f"| **{_pct(g['test_mean'])}**{sd} | {_pct(g['test_min'], 1)}–{_pct(g['test_max'], 1)} "

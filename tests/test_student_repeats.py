@@ -85,3 +85,19 @@ def test_the_selection_set_not_the_test_set_chooses():
               {"row": "a", "variant": "z", "selection_mean": None, "test_mean": 0.99}]
     chosen = table.chosen_variants(groups)
     assert list(chosen) == ["b"] and chosen["b"]["variant"] == "y"
+
+
+def test_the_papers_config_is_the_chosen_student():
+    """configs/student_papers.yaml over configs/pate.yaml gives exactly the student the selection set chose."""
+    from jsonargparse import ArgumentParser
+
+    from pate_lightning.pate.command import pate_command
+    from pate_lightning.pate.student_training import StudentSettings
+
+    parser = ArgumentParser()
+    parser.add_argument("--config", action="config")
+    parser.add_function_arguments(pate_command)
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    parsed = parser.parse_args(["--config", str(configs / "pate.yaml"), "--config", str(configs / "student_papers.yaml")])
+    student = parser.instantiate_classes(parsed).student
+    assert isinstance(student, StudentSettings) and parsed.protocol == "papers" and student == repeats.VARIANTS["fix120_ema999"][0]
