@@ -48,6 +48,17 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path):
         sources.load_split("mnist", tmp_path, train=True)
 
 
+def test_a_split_needs_only_its_own_files(tmp_path):
+    """A test-only copy (as carried to a GPU machine) serves the test split; the train split says what is missing."""
+    write_fake_mnist(tmp_path)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (tmp_path / "MNIST" / "raw" / name).unlink()
+    images, labels = sources.load_split("mnist", tmp_path, train=False)
+    assert images.shape == (40, 28, 28) and labels.shape == (40,)
+    with pytest.raises(PateError, match="expected train-images-idx3-ubyte and train-labels-idx1-ubyte"):
+        sources.load_split("mnist", tmp_path, train=True)
+
+
 def test_every_source_failing_says_where_to_put_files(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise RuntimeError("no network")
