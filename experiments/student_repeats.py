@@ -1,8 +1,8 @@
 """Issue #14's rows (a) and (b), repeated: many fresh-noise runs of each student setting from one votes cache.
 
 Each run is what ``pate-lightning pate --protocol papers`` does after counting votes: fresh privacy noise
-from OS entropy (``noise_source(None)``), the package's ``aggregate`` and ``account`` (RDP, the fixed
-Theorem 23 release for Confident-GNMax), the publishable record of ``pate.command.public_run`` checked by
+from OS entropy (``noise_source(None)``), the ``pate`` command's own ``label_queries`` (``aggregate``,
+``account`` with the fixed Theorem 23 release for Confident-GNMax, the publishable run record),
 ``check_publishable``, and ``train_student`` with the public query pool as FixMatch's unlabeled set. Only the
 vote counting is skipped: the counts come from a cache the ``pate`` command wrote (``{run}/pate/
 votes_mnist_test_papers.pt``), so the 1.2 GB of teacher weights need not travel to a GPU machine.
@@ -37,13 +37,13 @@ from typing import Any, Optional
 import torch
 
 from pate_lightning.io import write_json
-from pate_lightning.pate.aggregate import Mechanism, account, aggregate
-from pate_lightning.pate.command import public_run
+from pate_lightning.pate.aggregate import Mechanism
+from pate_lightning.pate.command import label_queries
 from pate_lightning.pate.publish import check_publishable
 from pate_lightning.pate.queries import holdout_set, mnist_test_queries, select_queries
 from pate_lightning.pate.student_pretrain import public_pretraining_set
 from pate_lightning.pate.student_training import StudentSettings, train_student
-from pate_lightning.privacy import end_to_end_privacy, noise_source
+from pate_lightning.privacy import ReleaseSettings, noise_source
 
 DELTA, CONVERSION, PROTOCOL = 1e-5, "balle2020", "papers"
 SELECTION = (8000, 9000)  # query-pool images never asked: their public labels choose settings
@@ -113,12 +113,10 @@ def one_run(row: str, variant: str, repeat: int, args: argparse.Namespace) -> di
     asked = select_queries(data["queries"], num_queries, sampling_seed)
     assert int(asked.max()) < SELECTION[0], "the selection set must never be asked"
     votes, ids = read_votes(Path(args.votes), asked)
-    noise = noise_source(None)  # OS entropy: private
-    labels, answered = aggregate(votes, mechanism, noise.votes, len(ids))
-    accounting = account(votes, answered, mechanism, DELTA, noise.release, conversion=CONVERSION)
-    ledger = end_to_end_privacy("mnist_test", None, accounting.ledger_steps, DELTA, CONVERSION)
-    run = public_run(data["queries"], asked, ids, mechanism, labels, answered, noise, accounting, ledger,
-                     sampling_seed, PROTOCOL, settings.description)
+    # OS-entropy noise (private); public queries: no earlier stage in the ledger
+    run, labels, answered, _ = label_queries(data["queries"], asked, votes, ids, mechanism, noise_source(None), DELTA,
+                                             CONVERSION, ReleaseSettings(), None, sampling_seed, PROTOCOL,
+                                             settings.description)
     images = data["queries"].images[asked][answered]
     run["student"] = train_student(
         images, labels[answered], data["test"], settings, args.accelerator, sampling_seed,
@@ -165,6 +163,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                         else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    summary = Path(args.summary) if args.summary else None
     todo = [job for job in jobs(args.rows, args.variants, args.max_repeats)
             if not (out / f"{job[0]}_{job[1]}_r{job[2]}.json").exists()]
     print(f"{len(todo)} runs to do on {args.device_name} with {args.workers} workers", flush=True)
@@ -179,8 +178,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 failures["_".join(map(str, job))] = error
             setup["wall_seconds"] = round(time.perf_counter() - started, 1)
             print(f"{setup['wall_seconds']:7.1f} s  {job}  {'FAILED' if error else 'done'}", flush=True)
-            summarize(out, failures, Path(args.summary) if args.summary else None, setup)
-    summarize(out, failures, Path(args.summary) if args.summary else None, setup)
+            summarize(out, failures, summary, setup)
+    summarize(out, failures, summary, setup)
 
 
 def _call(packed: tuple[tuple[str, str, int], argparse.Namespace]) -> tuple[tuple[str, str, int], Optional[str]]:

@@ -132,11 +132,8 @@ def pate_command(
     result = cached_votes(votes_path, teachers_root, ids, queries.images, asked,
                           normalization, teacher_chunk, vote_batch_size, device)
     votes = result.votes  # (Q, 10)
-    labels, answered = aggregate(votes, chosen, noise.votes, len(ids))  # (Q,), (Q,)
-    accounting = account(votes, answered, chosen, delta, noise.release, release, conversion)
-    ledger = end_to_end_privacy(query_source, stages, accounting.ledger_steps, delta, conversion)
-    run = public_run(queries, asked, ids, chosen, labels, answered, noise, accounting, ledger, sampling_seed,
-                     protocol, student.description)
+    run, labels, answered, accounting = label_queries(queries, asked, votes, ids, chosen, noise, delta, conversion,
+                                                      release, stages, sampling_seed, protocol, student.description)
     diagnostics = diagnostics_entry(run, accounting.diagnostics, *vote_diagnostics(queries, asked, votes, labels, answered))
     run["votes"] = {
         "file": str(votes_path),
@@ -161,6 +158,24 @@ def pate_command(
     report, kept = write_report(layout.pate_report_file(root), layout.pate_diagnostics_file(root), run, diagnostics)
     print(format_table(report, kept))
     return run
+
+
+def label_queries(
+    queries: QuerySet, asked: torch.Tensor, votes: torch.Tensor, ids: list[int], chosen: Mechanism,
+    noise: NoiseSource, delta: float, conversion: str, release: ReleaseSettings, stages: Optional[list[Any]],
+    sampling_seed: int, protocol: str, student_method: str,
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, Accounting]:
+    """Noisy aggregation of ``votes`` (Q, 10) on the asked queries, its accounting and the publishable run
+    record; also the labels (Q,), the answered mask (Q,) and the accounting (its diagnostics are not in the record).
+
+    ``stages``: the synthetic pool's privacy stages (None for public queries), composed into the ledger.
+    """
+    labels, answered = aggregate(votes, chosen, noise.votes, len(ids))  # (Q,), (Q,)
+    accounting = account(votes, answered, chosen, delta, noise.release, release, conversion)
+    ledger = end_to_end_privacy(queries.source, stages, accounting.ledger_steps, delta, conversion)
+    run = public_run(queries, asked, ids, chosen, labels, answered, noise, accounting, ledger, sampling_seed,
+                     protocol, student_method)
+    return run, labels, answered, accounting
 
 
 def public_run(
