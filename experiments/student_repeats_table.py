@@ -111,6 +111,7 @@ def groups(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def describe(settings: StudentSettings) -> str:
     extra = f", EMA {settings.ema_decay}" if settings.method == "fixmatch" else ", affine augmentation"
+    extra += ", weak views in their own pass" if settings.separate_weak_pass else ""
     return (f"{settings.description} {settings.pretrain_epochs}+{settings.epochs} ep, lr {settings.lr:g}{extra}")
 
 

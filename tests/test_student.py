@@ -4,6 +4,7 @@ from lightning.pytorch import Trainer, seed_everything
 
 from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.student_data import StudentDataModule
+from pate_lightning.pate.student_nets import ARCHITECTURES
 
 
 def separable_digits(count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,6 +33,17 @@ def test_fast_dev_run_trains_validates_and_tests(tmp_path):
     assert len(model.test_accuracy_per_class) == 10
     assert {f"test/acc_class_{c}" for c in range(10)} <= set(metrics)
     assert data.sizes == {"train": 30, "val": 10, "test": 20}
+
+
+@pytest.mark.parametrize("architecture", ["ucstub", "small_cnn"])
+def test_the_channels_last_network_computes_what_the_plain_one_does(architecture):
+    seed_everything(0, verbose=False)
+    model = StudentModule(architecture=architecture).eval()
+    plain = ARCHITECTURES[architecture]().eval()
+    plain.load_state_dict(model.net.state_dict())  # contiguous copies of the same weights
+    images = separable_digits(6)[0]
+    with torch.no_grad():
+        assert torch.allclose(model(images), plain(model.normalize(images)), atol=1e-5)
 
 
 def test_student_learns_and_per_class_accuracy_is_consistent(tmp_path):

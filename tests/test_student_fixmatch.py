@@ -59,6 +59,28 @@ def test_without_unlabeled_data_fixmatch_is_the_supervised_student():
         assert torch.equal(a.grad, b.grad), name
 
 
+def test_a_separate_weak_pass_is_the_same_loss_without_a_graph_for_the_pseudo_labels():
+    images, labels = separable_digits(8)
+    pool = separable_digits(16, seed=3)[0]
+    generator = torch.Generator().manual_seed(0)
+    weak = weak_view(pool, generator).requires_grad_()
+    strong = strong_view(pool, generator, StrongAugment().transform())
+    seed_everything(0, verbose=False)
+    model = StudentModule(architecture="small_cnn", method="fixmatch", unlabeled_weight=2.0, separate_weak_pass=True)
+    with torch.no_grad():  # an untrained net is unsure: a threshold at its median confidence splits the pool
+        model.hparams.threshold = float(model(weak).exp().max(dim=1).values.median())
+    loss = model.training_step({"labeled": (images, labels), "unlabeled": (weak, strong)}, 0)
+    # training mode: batch norm uses each pass's own batch statistics, so this recomputation is exact
+    with torch.no_grad():
+        pseudo = model(weak)
+        together = model(torch.cat([images, strong]))
+        unlabeled, mask = fixmatch_unlabeled_loss(pseudo, together[8:], model.hparams.threshold)
+    assert 0 < int(mask.sum()) < 16
+    assert float(loss) == pytest.approx(float(F.nll_loss(together[:8], labels) + 2.0 * unlabeled), abs=1e-5)
+    loss.backward()
+    assert weak.grad is None and all(p.grad is not None for p in model.parameters())
+
+
 def test_an_empty_pool_trains_on_labeled_batches_only(tmp_path):
     images, labels = separable_digits(20)
     data = StudentDataModule(images, labels, images[:10], labels[:10], batch_size=8, val_fraction=0.0,

@@ -41,6 +41,8 @@ class StudentSettings:
         elastic: probability of an elastic distortion in FixMatch's strong view.
         ema_decay: decay of an exponential moving average of the weights, used for testing (0: none).
         cosine: FixMatch's cosine learning-rate decay over the run (False: constant).
+        separate_weak_pass: FixMatch's weak views in their own forward pass without autograd (faster; see
+            ``StudentModule``).
         pretrain: a public labelled set to train on before the answered queries (``none``, ``font_digits``).
         pretrain_epochs: passes over the public set.
         pretrain_mix: public images kept in the training set per answered query after pretraining
@@ -62,6 +64,7 @@ class StudentSettings:
     elastic: float = 0.0
     ema_decay: float = 0.0
     cosine: bool = False
+    separate_weak_pass: bool = False
     pretrain: str = "none"
     pretrain_epochs: int = 2
     pretrain_mix: float = 0.0
@@ -130,7 +133,8 @@ def train_student(
                              augment=settings.augment, seed=seed, unlabeled=pool, mu=settings.mu,
                              strong=StrongAugment(elastic=settings.elastic))
     model = StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization,
-                          settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine)
+                          settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine,
+                          settings.separate_weak_pass)
     pretraining = None if public is None else pretrain(
         model, student_trainer(settings.pretrain_epochs, accelerator, root), public, test, settings.pretrain, seed)
     callbacks: list[Callback] = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay else []
