@@ -109,9 +109,30 @@ def groups(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def label_test_correlation(runs: list[dict[str, Any]], min_epochs: int = 120) -> dict[str, dict[str, Any]]:
+    """Per row, Pearson's r between the answered labels' accuracy and the test accuracy over FixMatch runs of
+    at least ``min_epochs`` epochs (one pass for all views) with every answered label kept: how much of a row's spread the label noise
+    explains."""
+    out = {}
+    for row in sorted({r["row"] for r in runs}):
+        chosen = [r for r in runs if r["row"] == row and _fixmatch_kept(r["variant"], min_epochs)]
+        pairs = [(r["label_accuracy"], r["test"]) for r in chosen]
+        if len(pairs) > 2 and len({p[0] for p in pairs}) > 1:
+            out[row] = {"runs": len(pairs), "r": statistics.correlation(*zip(*pairs)),
+                        "variants": sorted({r["variant"] for r in chosen})}
+    return out
+
+
+def _fixmatch_kept(variant: str, min_epochs: int) -> bool:
+    settings = repeats.VARIANTS[variant][0]
+    return (settings.method == "fixmatch" and settings.epochs >= min_epochs and not settings.label_filter
+            and not settings.separate_weak_pass)
+
+
 def describe(settings: StudentSettings) -> str:
     extra = f", EMA {settings.ema_decay}" if settings.method == "fixmatch" else ", affine augmentation"
     extra += ", weak views in their own pass" if settings.separate_weak_pass else ""
+    extra += f", labels the public model contradicts at {settings.label_filter:g} dropped" if settings.label_filter else ""
     return (f"{settings.description} {settings.pretrain_epochs}+{settings.epochs} ep, lr {settings.lr:g}{extra}")
 
 
@@ -168,7 +189,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     write_json(args.out / "student_repeats.json", {
         "note": "test: the last 1,000 MNIST test images; selection: query-pool images 8,000-8,999 (never asked), "
                 "whose public labels choose the variant; delta 1e-5, balle2020, scope labels; noise from OS entropy",
-        "groups": table, "chosen": {row: g["variant"] for row, g in best.items()}, "runs": runs,
+        "groups": table, "chosen": {row: g["variant"] for row, g in best.items()},
+        "label_test_correlation": label_test_correlation(runs), "runs": runs,
     })
     write_text(args.out / "student_repeats_table.md", markdown(table, best))
     print(markdown(table, best))

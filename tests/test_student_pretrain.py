@@ -48,3 +48,22 @@ def test_a_last_batch_of_one_image_does_not_break_batch_norm(tmp_path):
     settings = StudentSettings(epochs=1, batch_size=32, val_fraction=0.0, architecture="small_cnn")
     result = train_student(images, labels, separable_digits(10), settings, "cpu", 0, tmp_path)
     assert result["steps"] == 1 and result["sizes"]["train"] == 33
+
+
+def test_the_label_filter_drops_the_labels_the_public_model_contradicts(tmp_path):
+    public = separable_digits(200, seed=1)
+    test = separable_digits(50, seed=2)
+    images, labels = separable_digits(30, seed=3)
+    flipped = torch.tensor([2, 11, 25])
+    noisy = labels.clone()
+    noisy[flipped] = (labels[flipped] + 5) % 10  # three wrong aggregated labels
+    settings = StudentSettings(epochs=1, batch_size=10, val_fraction=0.0, architecture="small_cnn", lr=3e-3,
+                               pretrain="font_digits", pretrain_epochs=3)
+    kept = train_student(images, noisy, test, settings, "cpu", 0, tmp_path, public=public)
+    filtered = train_student(images, noisy, test, StudentSettings(**{**settings.__dict__, "label_filter": 0.5}), "cpu",
+                             0, tmp_path, public=public)
+    assert kept["labels_dropped"] == [] and kept["sizes"]["train"] == 30
+    assert filtered["labels_dropped"] == flipped.tolist() and filtered["sizes"]["train"] == 27
+    assert filtered["pretraining"]["rehearsal_images"] == 0
+    with pytest.raises(ValueError, match="label_filter .* needs student.pretrain"):
+        StudentSettings(label_filter=0.9).check()

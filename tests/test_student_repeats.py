@@ -48,7 +48,7 @@ def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path,
     test = separable_digits(20, seed=1)
     monkeypatch.setattr(repeats, "SELECTION", (40, 60))
     monkeypatch.setattr(repeats, "ROWS", {"a": (Mechanism("lnmax", gamma=0.05), 30)})
-    small = replace(repeats.FIXMATCH, batch_size=8, mu=2, epochs=1, pretrain_epochs=1)
+    small = replace(repeats.FIXMATCH, batch_size=8, mu=2, epochs=1, pretrain_epochs=1, label_filter=0.5)
     monkeypatch.setattr(repeats, "VARIANTS", {"tiny": (small, 1)})
     monkeypatch.setattr(repeats, "_DATA", {
         "queries": QuerySet("mnist_test", tmp_path, images, truth=truth), "test": test,
@@ -61,6 +61,8 @@ def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path,
     assert run["student"]["sizes"]["unlabeled"] == 60 and run["student"]["pretraining"]["set"] == "font_digits"
     # the selection labels are all shifted: scored apart from the test set, never mixed into it
     assert run["student"]["selection_accuracy"] < 0.5 and 0 <= run["student"]["test_accuracy"] <= 1
+    dropped = run["student"]["labels_dropped"]
+    assert 0 <= run["student"]["labels_dropped_wrong"] <= len(dropped) and run["student"]["sizes"]["train"] == 30 - len(dropped)
     flat = table.flat("a", "tiny", "test", "CPU", json.loads(json.dumps(run)))
     assert flat["selection"] == run["student"]["selection_accuracy"] and flat["answered"] == 30
 
@@ -85,6 +87,18 @@ def test_the_selection_set_not_the_test_set_chooses():
               {"row": "a", "variant": "z", "selection_mean": None, "test_mean": 0.99}]
     chosen = table.chosen_variants(groups)
     assert list(chosen) == ["b"] and chosen["b"]["variant"] == "y"
+
+
+def test_label_noise_is_correlated_over_long_fixmatch_runs_with_every_label_kept():
+    def run(variant, label, test):
+        return {"row": "b", "variant": variant, "label_accuracy": label, "test": test}
+
+    runs = [run("fix120", 0.96, 0.97), run("fix240_ema999", 0.97, 0.98), run("fix120_ema999", 0.98, 0.99),
+            run("fix40", 0.99, 0.90), run("sup", 0.95, 0.99), run("fix120_filter", 0.90, 0.99)]
+    found = table.label_test_correlation(runs)
+    # only the three long runs with all labels count: a perfect line
+    assert found["b"]["runs"] == 3 and found["b"]["r"] == pytest.approx(1.0)
+    assert found["b"]["variants"] == ["fix120", "fix120_ema999", "fix240_ema999"]
 
 
 def test_the_papers_config_is_the_chosen_student():

@@ -12,6 +12,7 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 from torch.utils.data import DataLoader, TensorDataset
 
+from pate_lightning.pate.label_filter import contradicted, predict_log_probs
 from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import METHODS
 from pate_lightning.pate.student_augment import StrongAugment
@@ -47,6 +48,8 @@ class StudentSettings:
         pretrain_epochs: passes over the public set.
         pretrain_mix: public images kept in the training set per answered query after pretraining
             (rehearsal, ``student_pretrain.rehearsal``; 0: the answered queries only).
+        label_filter: drop the answered labels the public-pretrained student contradicts with at least this
+            confidence (``pate.label_filter``; needs ``pretrain``; 0: keep every label).
     """
 
     epochs: int = 10
@@ -68,6 +71,7 @@ class StudentSettings:
     pretrain: str = "none"
     pretrain_epochs: int = 2
     pretrain_mix: float = 0.0
+    label_filter: float = 0.0
 
     @property
     def description(self) -> str:
@@ -92,10 +96,20 @@ class StudentSettings:
         if self.pretrain not in PRETRAIN_SETS or self.pretrain_epochs < 1 or self.pretrain_mix < 0:
             raise ValueError(f"student.pretrain must be one of {PRETRAIN_SETS}, student.pretrain_epochs >= 1 and "
                              f"student.pretrain_mix >= 0, got {self.pretrain!r}, {self.pretrain_epochs}, {self.pretrain_mix}")
+        if not 0 <= self.label_filter <= 1 or (self.label_filter and self.pretrain == "none"):
+            raise ValueError(f"student.label_filter must lie in [0, 1] and needs student.pretrain (the public model "
+                             f"that judges the labels), got {self.label_filter} with pretrain {self.pretrain!r}")
         if self.unlabeled_weight < 0 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"student.unlabeled_weight must be >= 0 and student.ema_decay in [0, 1), got "
                              f"{self.unlabeled_weight}, {self.ema_decay}")
         return self
+
+
+def student_module(settings: StudentSettings) -> StudentModule:
+    """A fresh ``StudentModule`` with ``settings``' network, optimizer and method."""
+    return StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization,
+                         settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine,
+                         settings.separate_weak_pass)
 
 
 def student_trainer(epochs: int, accelerator: str, root: Path, callbacks: Optional[list[Callback]] = None) -> Trainer:
@@ -126,17 +140,19 @@ def train_student(
         raise ValueError(f"student.pretrain {settings.pretrain!r} needs its public set passed (and none needs none)")
     seed_everything(seed, verbose=False)
     answered = len(labels)
+    model = student_module(settings)
+    pretraining = None if public is None else pretrain(
+        model, student_trainer(settings.pretrain_epochs, accelerator, root), public, test, settings.pretrain, seed)
+    dropped = torch.zeros(answered, dtype=torch.bool)
+    if settings.label_filter:
+        dropped = contradicted(predict_log_probs(model, images), labels, settings.label_filter)  # (answered,)
+        images, labels = images[~dropped], labels[~dropped]
     if public is not None:
         images, labels = rehearsal(images, labels, public, settings.pretrain_mix, seed)
     pool = unlabeled if settings.method == "fixmatch" else None
     data = StudentDataModule(images, labels, *test, batch_size=settings.batch_size, val_fraction=settings.val_fraction,
                              augment=settings.augment, seed=seed, unlabeled=pool, mu=settings.mu,
                              strong=StrongAugment(elastic=settings.elastic))
-    model = StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization,
-                          settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine,
-                          settings.separate_weak_pass)
-    pretraining = None if public is None else pretrain(
-        model, student_trainer(settings.pretrain_epochs, accelerator, root), public, test, settings.pretrain, seed)
     callbacks: list[Callback] = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay else []
     trainer = student_trainer(settings.epochs, accelerator, root, callbacks)
     started = time.perf_counter()
@@ -160,5 +176,8 @@ def train_student(
         "test_accuracy_per_class": per_class,
         "selection_accuracy": selection_accuracy,
         "seconds": round(time.perf_counter() - started, 2),
-        "pretraining": None if pretraining is None else {**pretraining, "rehearsal_images": len(labels) - answered},
+        "pretraining": None if pretraining is None else {
+            **pretraining, "rehearsal_images": len(labels) - answered + int(dropped.sum())},
+        # positions among the answered queries whose labels the public model contradicted (not trained on)
+        "labels_dropped": dropped.nonzero().flatten().tolist(),
     }
