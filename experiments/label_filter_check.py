@@ -57,11 +57,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         given, truth = labels[answered], data["queries"].truth[asked][answered]
         log_probs = predict_log_probs(model, data["queries"].images[asked][answered])
         wrong = given != truth
+        dropped = {t: contradicted(log_probs, given, t) for t in THRESHOLDS}
         trials.append({"seed": seed, "public_only_test_accuracy": public_only, "answered": len(given),
                        "wrong": int(wrong.sum()), "by_threshold": {
-                           str(t): {"dropped": int(contradicted(log_probs, given, t).sum()),
-                                    "dropped_wrong": int((contradicted(log_probs, given, t) & wrong).sum())}
-                           for t in THRESHOLDS}})
+                           str(t): {"dropped": int(mask.sum()), "dropped_wrong": int((mask & wrong).sum())}
+                           for t, mask in dropped.items()}})
         print(trials[-1], flush=True)
     totals = {str(t): {k: sum(x["by_threshold"][str(t)][k] for x in trials) for k in ("dropped", "dropped_wrong")}
               for t in THRESHOLDS}

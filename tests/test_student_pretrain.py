@@ -67,3 +67,15 @@ def test_the_label_filter_drops_the_labels_the_public_model_contradicts(tmp_path
     assert filtered["pretraining"]["rehearsal_images"] == 0
     with pytest.raises(ValueError, match="label_filter .* needs student.pretrain"):
         StudentSettings(label_filter=0.9).check()
+
+
+def test_the_filter_predicts_in_evaluation_mode_and_gives_training_back():
+    from pate_lightning.pate.label_filter import predict_log_probs
+    from pate_lightning.pate.student import StudentModule
+
+    model = StudentModule(architecture="small_cnn")  # batch norm: the two modes differ
+    images = separable_digits(12)[0]
+    predicted = predict_log_probs(model, images)
+    assert model.training and model.net.training  # Lightning's fit would not switch it back
+    with torch.no_grad():
+        assert torch.allclose(predicted, model.eval()(images), atol=1e-5)

@@ -12,7 +12,9 @@ public model: no privacy cost.
 from __future__ import annotations
 
 import torch
-from lightning.pytorch import LightningModule
+
+from pate_lightning.classifiers.loading import classify_log_probs
+from pate_lightning.pate.student import StudentModule
 
 
 def contradicted(log_probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -26,11 +28,10 @@ def contradicted(log_probs: torch.Tensor, labels: torch.Tensor, threshold: float
     return (predicted != labels) & (confidence >= threshold)
 
 
-@torch.no_grad()
-def predict_log_probs(model: LightningModule, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """(N, C) log-probabilities of ``model`` in evaluation mode on its own device; its mode is restored."""
-    was_training, device = model.training, next(model.parameters()).device
-    model.eval()
-    out = torch.cat([model(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
+def predict_log_probs(model: StudentModule, images: torch.Tensor) -> torch.Tensor:
+    """(N, C) log-probabilities of ``model``'s network in evaluation mode, on the CPU; the module's mode is
+    restored, since Lightning's fit does not switch a module back to training."""
+    was_training = model.training
+    log_probs = classify_log_probs(model.net, model.normalize, images, next(model.parameters()).device)
     model.train(was_training)
-    return out
+    return log_probs.cpu()
