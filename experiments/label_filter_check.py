@@ -8,7 +8,7 @@ the truth of the query pool is public; nothing is trained on it.
 
 Usage:
     PYTHONPATH=$PWD python experiments/label_filter_check.py --votes runs/rows_merged/pate/votes_mnist_test_papers.pt \
-        --data_dir data --trials 8 --out docs/results/label_filter_check.json
+        --data_dir data --trials 12 --out docs/results/label_filter_check.json
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pate_lightning.pate.student_pretrain import pretrain
 from pate_lightning.pate.student_training import student_module, student_trainer
 from pate_lightning.privacy import ReleaseSettings, noise_source
 
-THRESHOLDS = (0.9, 0.99, 0.999)
+THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

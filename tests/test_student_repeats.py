@@ -39,8 +39,10 @@ def test_votes_lacking_an_asked_row_stop_with_the_file_named(tmp_path):
         repeats.read_votes(path, torch.arange(5))
 
 
-def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path, monkeypatch):
-    """A tiny pool: 3 teachers all voting the true class, LNMax, FixMatch for one epoch, public pretraining."""
+@pytest.mark.parametrize("held_out", [False, True])
+def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path, monkeypatch, held_out):
+    """A tiny pool: 3 teachers all voting the true class, LNMax, FixMatch for one epoch, public pretraining; a
+    held-out variant's unlabeled pool stops where the selection set starts."""
     images, truth = separable_digits(60)
     votes = torch.nn.functional.one_hot(truth, 10) * 3
     torch.save({"key": "k", "teacher_ids": [0, 1, 2], "normalization": None, "votes": votes,
@@ -50,6 +52,7 @@ def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path,
     monkeypatch.setattr(repeats, "ROWS", {"a": (Mechanism("lnmax", gamma=0.05), 30)})
     small = replace(repeats.FIXMATCH, batch_size=8, mu=2, epochs=1, pretrain_epochs=1, label_filter=0.5)
     monkeypatch.setattr(repeats, "VARIANTS", {"tiny": (small, 1)})
+    monkeypatch.setattr(repeats, "SELECTION_HELD_OUT", frozenset({"tiny"} if held_out else ()))
     monkeypatch.setattr(repeats, "_DATA", {
         "queries": QuerySet("mnist_test", tmp_path, images, truth=truth), "test": test,
         "selection": (images[40:60], (truth[40:60] + 1) % 10), "public": separable_digits(40, seed=2)})
@@ -58,7 +61,8 @@ def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path,
     record = repeats.one_run("a", "tiny", 0, args)
     run = record["run"]
     assert run["queries_asked"] == 30 and run["privacy"]["private"] and run["protocol"] == "papers"
-    assert run["student"]["sizes"]["unlabeled"] == 60 and run["student"]["pretraining"]["set"] == "font_digits"
+    assert run["student"]["sizes"]["unlabeled"] == (40 if held_out else 60)
+    assert run["student"]["selection_in_unlabeled_pool"] is not held_out and run["student"]["pretraining"]["set"] == "font_digits"
     # the selection labels are all shifted: scored apart from the test set, never mixed into it
     assert run["student"]["selection_accuracy"] < 0.5 and 0 <= run["student"]["test_accuracy"] <= 1
     dropped = run["student"]["labels_dropped"]
@@ -82,11 +86,16 @@ def test_cli_reports_match_a_variant_by_their_settings_and_defaults():
 
 
 def test_the_selection_set_not_the_test_set_chooses():
-    groups = [{"row": "b", "variant": "x", "selection_mean": 0.990, "test_mean": 0.99},
-              {"row": "b", "variant": "y", "selection_mean": 0.995, "test_mean": 0.97},
-              {"row": "a", "variant": "z", "selection_mean": None, "test_mean": 0.99}]
+    def group(row, variant, selection, test, held_out=False):
+        return {"row": row, "variant": variant, "selection_mean": selection, "test_mean": test,
+                "selection_held_out": held_out}
+
+    groups = [group("b", "x", 0.990, 0.99), group("b", "y", 0.995, 0.97), group("a", "z", None, 0.99)]
     chosen = table.chosen_variants(groups)
     assert list(chosen) == ["b"] and chosen["b"]["variant"] == "y"
+    # a variant scored on selection images outside its unlabeled pool outranks every biased score
+    chosen = table.chosen_variants(groups + [group("b", "w", 0.980, 0.96, held_out=True)])
+    assert chosen["b"]["variant"] == "w"
 
 
 def test_label_noise_is_correlated_over_long_fixmatch_runs_with_every_label_kept():
@@ -103,7 +112,7 @@ def test_label_noise_is_correlated_over_long_fixmatch_runs_with_every_label_kept
 
 def test_the_papers_config_is_the_chosen_student():
     """configs/student_papers.yaml over configs/pate.yaml gives exactly fix120_ema999, the student the selection set
-    chose for both rows in session 5 (it still is (a)'s; session 6's fix240_ema999 now leads (b)'s selection)."""
+    chose for both rows in session 5 (it still is (a)'s; for (b) the rule now picks it plus label_filter 0.99)."""
     from jsonargparse import ArgumentParser
 
     from pate_lightning.pate.command import pate_command

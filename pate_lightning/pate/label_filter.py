@@ -3,8 +3,9 @@
 Confident-GNMax's answers on the papers' protocol are 96-99% right, and the FixMatch student's test accuracy
 follows that share from run to run (docs/results/student_repeats.json, ``label_test_correlation``). A student
 pretrained only on public digits never saw those labels, so where it is very sure of another class the label
-is likely wrong: over 8 fresh-noise runs of row (b) (2,398 answers, 56 wrong) it contradicted 37 labels at
-confidence 0.99, 23 of them wrong (docs/results/label_filter_check.json, experiments/label_filter_check.py).
+is likely wrong: over 12 fresh-noise runs of row (b) (3,516 answers, 87 wrong) it contradicted 45 labels at
+confidence 0.99, 27 of them wrong, and 115 at 0.9, 45 wrong (docs/results/label_filter_check.json,
+experiments/label_filter_check.py).
 A dropped label's image stays in FixMatch's unlabeled pool. Post-processing of released labels with a
 public model: no privacy cost.
 """
