@@ -186,8 +186,9 @@ def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> st
             f"| {_pct(g['label_accuracy_mean'], 1)} | {g['epsilon_labels']:.2f} "
             f"| {released} "
             f"| {_pct(g['public_only_mean'], 1)} | {seconds} |")
-    lines += ["", "† FixMatch's unlabeled pool leaves the selection images out (query pool 0-7,999): an unbiased "
-              "selection score; where a row has such variants, the choice is among them alone.",
+    start, stop = repeats.SELECTION
+    lines += ["", f"† FixMatch's unlabeled pool leaves the selection images (query pool {start:,}-{stop - 1:,}) out: "
+              "an unbiased selection score; where a row has such variants, the choice is among them alone.",
               "", "| row | chosen by the selection set | runs | test mean | target | met |", "|---|---|---|---|---|---|"]
     for row, g in sorted(best.items()):
         lines.append(f"| ({row}) | `{g['variant']}` | {g['runs']} | {_pct(g['test_mean'])} | {_pct(TARGETS[row], 1)} "
