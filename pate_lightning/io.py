@@ -89,7 +89,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def _torch_reason(error: Exception) -> str:
-    """torch's reason without its advice: it suggests ``weights_only=False``, the one thing not to do."""
+    """torch's reason without its advice: it suggests turning ``weights_only`` off, the one thing not to do."""
     advice = ("weights_only", "weights only", "trusted source", "documentation", "file an issue", "please torch.save")
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     kept = [line for line in lines if not any(word in line.lower() for word in advice)]

@@ -55,7 +55,7 @@ def test_interrupted_group_resumes_to_the_same_teachers(tmp_path):
     resumed = tmp_path / "resumed"
     checkpoint = resumed / "checkpoints" / "teacher_vae" / "teachers_0-1" / "last.ckpt"
     assert checkpoint.exists() and not (resumed / "teacher_vaes" / "teacher_0" / "training_report.json").exists()
-    assert torch.load(checkpoint, weights_only=False)["epoch"] == 1  # epochs 0 and 1 done
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1  # epochs 0 and 1 done
 
     fit(tmp_path, "resumed")
     assert not checkpoint.parent.exists()
