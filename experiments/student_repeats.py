@@ -74,6 +74,8 @@ VARIANTS: dict[str, tuple[StudentSettings, int]] = {
     # as fix120_filter, and with 0.9: more wrong labels dropped for a few right ones (label_filter_check.json)
     "fix120_filter_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.99), 8),
     "fix120_filter90_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.9), 8),
+    # as fix120_filter_ho, with Simard's elastic distortion on every strong view (batched: +4% a step on CPU)
+    "fix120_elastic_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.99, elastic=1.0), 12),
     "sup": (StudentSettings(method="supervised", architecture="small_cnn", batch_size=32, augment=True,
                             val_fraction=0.0, lr=1e-3, epochs=30, pretrain="font_digits", pretrain_epochs=2), 3),
 }

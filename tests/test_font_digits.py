@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-import torchvision.transforms.v2.functional as TF
 
 from pate_lightning.data import font_digits, sources
 
@@ -34,15 +33,6 @@ def test_render_is_deterministic_by_seed_and_mnist_framed(glyphs):
     ys = torch.arange(28.0)
     com_y = (x.sum(2) * ys).sum(1) / x.sum((1, 2))
     assert (com_y - 13.5).abs().max() < 3
-
-
-def test_batched_elastic_matches_torchvision():
-    images = torch.rand(3, 1, 28, 28)
-    displacement = torch.randn(3, 28, 28, 2) * 0.1
-    ours = font_digits.elastic_with(images, displacement)
-    for i in range(3):
-        theirs = TF.elastic(images[i], displacement[i : i + 1]).clamp(0, 1)
-        assert torch.allclose(ours[i], theirs, atol=1e-5)
 
 
 def test_dataset_table_serves_font_digits_without_reading_mnist(tmp_path, monkeypatch):

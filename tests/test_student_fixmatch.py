@@ -64,7 +64,7 @@ def test_a_separate_weak_pass_is_the_same_loss_without_a_graph_for_the_pseudo_la
     pool = separable_digits(16, seed=3)[0]
     generator = torch.Generator().manual_seed(0)
     weak = weak_view(pool, generator).requires_grad_()
-    strong = strong_view(pool, generator, StrongAugment().transform())
+    strong = strong_view(pool, generator, StrongAugment())
     seed_everything(0, verbose=False)
     model = StudentModule(architecture="small_cnn", method="fixmatch", unlabeled_weight=2.0, separate_weak_pass=True)
     with torch.no_grad():  # an untrained net is unsure: a threshold at its median confidence splits the pool
@@ -116,7 +116,7 @@ def test_fixmatch_batches_hold_mu_unlabeled_images_per_labeled_one(tmp_path):
 def test_views_stay_images_and_differ():
     images = separable_digits(8)[0]
     generator = torch.Generator().manual_seed(0)
-    weak, strong = weak_view(images, generator), strong_view(images, generator, StrongAugment(elastic=1.0).transform())
+    weak, strong = weak_view(images, generator), strong_view(images, generator, StrongAugment(elastic=1.0))
     for view in (weak, strong):
         assert view.shape == images.shape and 0 <= float(view.min()) and float(view.max()) <= 1
         assert not torch.equal(view, images)

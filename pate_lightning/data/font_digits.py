@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from pate_lightning.data import pen_digits
+from pate_lightning.data.augment import elastic
 
 NUM_CLASSES = 10
 GLYPH = 64  # side of the high-resolution canvas a glyph is rendered and warped on
@@ -140,33 +141,6 @@ def mnist_frame(image: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def elastic(images: torch.Tensor, gen: torch.Generator, alpha: float = ELASTIC_ALPHA, sigma: float = ELASTIC_SIGMA) -> torch.Tensor:
-    """torchvision's ElasticTransform on each image (N, 1, 28, 28), its displacement drawn from ``gen``.
-
-    The displacement is built exactly as ``ElasticTransform.make_params`` builds it (uniform noise,
-    Gaussian blur with kernel ``8 sigma + 1``, scaled by ``alpha / size``), but per image and from
-    our generator instead of the global RNG; ``v2.functional.elastic`` applies it.
-    """
-    n, _, h, w = images.shape
-    kernel = int(8 * sigma + 1) | 1
-    noise = torch.rand(n * 2, 1, h, w, generator=gen) * 2 - 1
-    blurred = TF.gaussian_blur(noise, [kernel, kernel], [sigma, sigma]).view(n, 2, h, w)
-    displacement = torch.stack([blurred[:, 0] * alpha / w, blurred[:, 1] * alpha / h], -1)  # (N, H, W, 2)
-    return elastic_with(images, displacement)
-
-
-def elastic_with(images: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
-    """``v2.functional.elastic`` batched over per-image displacements (N, H, W, 2): one grid_sample.
-
-    Same identity grid (pixel centres, align_corners=False), bilinear, zero padding; a test checks
-    it against torchvision image by image (torchvision takes one displacement per call: 1 ms/image).
-    """
-    n, _, h, w = images.shape
-    identity = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), [n, 1, h, w], align_corners=False)
-    warped = F.grid_sample(images, identity + displacement, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return warped.clamp(0, 1)
-
-
 def render(per_class: int, seed: int, glyphs: torch.Tensor, chunk: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` augmented digits of each class: images (10 * per_class, 28, 28) uint8, labels (N,) int64.
 
@@ -188,6 +162,6 @@ def render(per_class: int, seed: int, glyphs: torch.Tensor, chunk: int = 2000) -
         level = low + (high - low) * torch.rand(len(lab), generator=gen)
         warped = _warp(_stroke(base, level), gen)
         framed = torch.stack([mnist_frame(x) for x in warped])  # (n, 1, 28, 28)
-        images = elastic(framed, gen)
+        images = elastic(framed, gen, ELASTIC_ALPHA, ELASTIC_SIGMA)
         out[start : start + len(lab)] = (images[:, 0] * 255).round().to(torch.uint8)
     return out, labels

@@ -37,7 +37,7 @@ class StudentDataModule(LightningDataModule):
         seed: seeds the split (seed), the shuffling (seed + 1) and the augmentation (seed + 2).
         unlabeled: (U, 1, 28, 28) images the student may see without their labels (None: supervised).
         mu: unlabeled images per labeled image in a batch (FixMatch's mu).
-        strong: the strong view's per-image steps.
+        strong: the strong view's settings.
     """
 
     def __init__(
@@ -68,7 +68,7 @@ class StudentDataModule(LightningDataModule):
         self.images, self.labels = images, labels.long()
         self.test_images, self.test_labels = test_images, test_labels.long()
         self.unlabeled = unlabeled
-        self.strong = strong.transform()
+        self.strong = strong
         self.train_set: Optional[TensorDataset] = None
         self.val_set: Optional[TensorDataset] = None
         self.augmenter = torch.Generator().manual_seed(seed + 2)

@@ -39,7 +39,7 @@ class StudentSettings:
         threshold: FixMatch's pseudo-label confidence threshold, in [0, 1].
         mu: FixMatch's unlabeled images per labeled image in a batch.
         unlabeled_weight: FixMatch's lambda_u.
-        elastic: probability of an elastic distortion in FixMatch's strong view.
+        elastic: probability of an elastic distortion of an image in FixMatch's strong view (``StrongAugment``).
         ema_decay: decay of an exponential moving average of the weights, used for testing (0: none).
         cosine: FixMatch's cosine learning-rate decay over the run (False: constant).
         separate_weak_pass: FixMatch's weak views in their own forward pass without autograd (faster; see
