@@ -76,6 +76,9 @@ VARIANTS: dict[str, tuple[StudentSettings, int]] = {
     "fix120_filter90_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.9), 8),
     # as fix120_filter_ho, with Simard's elastic distortion on every strong view (batched: +4% a step on CPU)
     "fix120_elastic_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.99, elastic=1.0), 12),
+    # as fix120_filter_ho, with FixMatch's weight decay (5e-4; Sohn et al. 2020 find it matters most among its
+    # regularizers); Adam's coupled L2, the student's existing `weight_decay`
+    "fix120_wd_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.99, weight_decay=5e-4), 12),
     "sup": (StudentSettings(method="supervised", architecture="small_cnn", batch_size=32, augment=True,
                             val_fraction=0.0, lr=1e-3, epochs=30, pretrain="font_digits", pretrain_epochs=2), 3),
 }

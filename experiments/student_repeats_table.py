@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -56,7 +56,18 @@ def flat(row: str, variant: str, source: str, device: str, run: dict[str, Any]) 
         "public_only": (student.get("pretraining") or {}).get("test_accuracy"),
         "test": student["test_accuracy"], "selection": student.get("selection_accuracy"),
         "test_per_class": student["test_accuracy_per_class"], "seconds": run["seconds"],
+        "wrong_labels_trained": wrong_labels_trained(run),
     }
+
+
+def wrong_labels_trained(run: dict[str, Any]) -> Optional[int]:
+    """Answered labels that were wrong (by the public truth: a diagnostic) and that the student trained on, i.e.
+    not dropped by its label filter; None where the run did not record which dropped labels were wrong."""
+    student = run["student"]
+    dropped_wrong = student.get("labels_dropped_wrong", 0 if not student.get("label_filter") else None)
+    if dropped_wrong is None:
+        return None
+    return round(run["queries_answered"] * (1 - run["label_accuracy"])) - dropped_wrong
 
 
 def collect(summaries: list[Path], reports: list[Path]) -> list[dict[str, Any]]:
@@ -128,6 +139,26 @@ def label_test_correlation(runs: list[dict[str, Any]], min_epochs: int = 120) ->
     return out
 
 
+def wrong_labels_test_correlation(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per row, Pearson's r between the wrong labels a run trained on and its test accuracy, over the runs of the
+    120-epoch FixMatch variants that differ only in their label filter, EMA decay and unlabeled pool: whether the
+    wrong labels left after filtering still explain a row's spread."""
+    out = {}
+    for row in sorted({r["row"] for r in runs}):
+        pairs = [(r["wrong_labels_trained"], r["test"]) for r in runs
+                 if r["row"] == row and _fix120_family(r["variant"]) and r.get("wrong_labels_trained") is not None]
+        if len(pairs) > 2 and len({p[0] for p in pairs}) > 1:
+            out[row] = {"runs": len(pairs), "r": statistics.correlation(*zip(*pairs)),
+                        "wrong_labels_trained_range": [min(p[0] for p in pairs), max(p[0] for p in pairs)]}
+    return out
+
+
+def _fix120_family(variant: str) -> bool:
+    settings = repeats.VARIANTS[variant][0]
+    base = replace(repeats.FIXMATCH, epochs=120)
+    return replace(settings, label_filter=0.0, ema_decay=base.ema_decay) == base
+
+
 def _fixmatch_kept(variant: str, min_epochs: int) -> bool:
     settings = repeats.VARIANTS[variant][0]
     return (settings.method == "fixmatch" and settings.epochs >= min_epochs and not settings.label_filter
@@ -138,6 +169,8 @@ def describe(settings: StudentSettings) -> str:
     extra = f", EMA {settings.ema_decay}" if settings.method == "fixmatch" else ", affine augmentation"
     extra += ", weak views in their own pass" if settings.separate_weak_pass else ""
     extra += f", labels the public model contradicts at {settings.label_filter:g} dropped" if settings.label_filter else ""
+    extra += f", elastic distortion on {settings.elastic:.0%} of strong views" if settings.elastic else ""
+    extra += f", weight decay {settings.weight_decay:g}" if settings.weight_decay else ""
     return (f"{settings.description} {settings.pretrain_epochs}+{settings.epochs} ep, lr {settings.lr:g}{extra}")
 
 
@@ -210,7 +243,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 "whose public labels choose the variant, among the variants whose unlabeled pool leaves them out "
                 "(selection_held_out) where a row has any; delta 1e-5, balle2020, scope labels; noise from OS entropy",
         "groups": table, "chosen": {row: g["variant"] for row, g in best.items()},
-        "label_test_correlation": label_test_correlation(runs), "runs": runs,
+        "label_test_correlation": label_test_correlation(runs),
+        "wrong_labels_test_correlation": wrong_labels_test_correlation(runs), "runs": runs,
     })
     write_text(args.out / "student_repeats_table.md", markdown(table, best))
     print(markdown(table, best))

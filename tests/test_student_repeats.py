@@ -110,6 +110,28 @@ def test_label_noise_is_correlated_over_long_fixmatch_runs_with_every_label_kept
     assert found["b"]["variants"] == ["fix120", "fix120_ema999", "fix240_ema999"]
 
 
+def test_wrong_labels_trained_count_the_filter_and_feed_a_correlation():
+    def run(variant, answered, accuracy, dropped_wrong, test, label_filter=0.99):
+        student = {"label_filter": label_filter, "labels_dropped_wrong": dropped_wrong}
+        return {"row": "b", "variant": variant, "queries_answered": answered, "label_accuracy": accuracy,
+                "student": student, "test": test}
+
+    # 300 answered at 98%: 6 wrong, 2 of them dropped by the filter
+    assert table.wrong_labels_trained(run("fix120_filter", 300, 0.98, 2, 0.98)) == 4
+    unfiltered = run("fix120", 300, 0.98, None, 0.98, label_filter=0.0)
+    del unfiltered["student"]["labels_dropped_wrong"]
+    assert table.wrong_labels_trained(unfiltered) == 6
+    assert table.wrong_labels_trained(run("fix120_filter", 300, 0.98, None, 0.98)) is None  # not recorded
+    runs = [dict(r, wrong_labels_trained=table.wrong_labels_trained(r)) for r in [
+        run("fix120_filter", 300, 0.98, 2, 0.99), run("fix120_filter_ho", 300, 0.97, 1, 0.98),
+        run("fix120_filter90_ho", 300, 0.96, 0, 0.97), run("fix120_elastic_ho", 300, 0.90, 0, 0.99),
+        run("fix40", 300, 0.90, 0, 0.99, label_filter=0.0)]]
+    found = table.wrong_labels_test_correlation(runs)
+    # 4, 8 and 12 wrong labels against 99, 98 and 97%: the elastic and 40-epoch runs are not in the family
+    assert found["b"]["runs"] == 3 and found["b"]["r"] == pytest.approx(-1.0)
+    assert found["b"]["wrong_labels_trained_range"] == [4, 12]
+
+
 def test_the_papers_config_is_the_chosen_student():
     """configs/student_papers.yaml over configs/pate.yaml gives exactly fix120_ema999, the student the selection set
     chose for both rows in session 5 (it still is (a)'s; for (b) the rule now picks it plus label_filter 0.99)."""
