@@ -62,10 +62,11 @@ def flat(row: str, variant: str, source: str, device: str, run: dict[str, Any]) 
 
 def wrong_labels_trained(run: dict[str, Any]) -> Optional[int]:
     """Answered labels that were wrong (by the public truth: a diagnostic) and that the student trained on, i.e.
-    not dropped by its label filter; None where the run did not record which dropped labels were wrong."""
+    not dropped by its label filter; None where the run did not record which dropped labels were wrong, and for
+    the runs trained on true labels."""
     student = run["student"]
     dropped_wrong = student.get("labels_dropped_wrong", 0 if not student.get("label_filter") else None)
-    if dropped_wrong is None:
+    if dropped_wrong is None or student.get("diagnostic"):  # a true-label run trained on no wrong label
         return None
     return round(run["queries_answered"] * (1 - run["label_accuracy"])) - dropped_wrong
 
@@ -104,6 +105,7 @@ def groups(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({
                 "row": row, "variant": variant, "description": describe(repeats.VARIANTS[variant][0]),
                 "selection_held_out": variant in repeats.SELECTION_HELD_OUT,
+                "true_labels": variant in repeats.TRUE_LABELS,
                 "runs": len(chosen), "runs_by_device": {d: sum(r["device"] == d for r in chosen)
                                                         for d in sorted({r["device"] for r in chosen})},
                 "test_mean": statistics.mean(tests), "test_sd": statistics.stdev(tests) if len(tests) > 1 else None,
@@ -155,6 +157,8 @@ def wrong_labels_test_correlation(runs: list[dict[str, Any]]) -> dict[str, dict[
 
 def _fix120_family(variant: str) -> bool:
     settings = repeats.VARIANTS[variant][0]
+    if variant in repeats.TRUE_LABELS:
+        return False
     base = replace(repeats.FIXMATCH, epochs=120)
     return replace(settings, label_filter=0.0, ema_decay=base.ema_decay) == base
 
@@ -162,7 +166,7 @@ def _fix120_family(variant: str) -> bool:
 def _fixmatch_kept(variant: str, min_epochs: int) -> bool:
     settings = repeats.VARIANTS[variant][0]
     return (settings.method == "fixmatch" and settings.epochs >= min_epochs and not settings.label_filter
-            and not settings.separate_weak_pass)
+            and not settings.separate_weak_pass and variant not in repeats.TRUE_LABELS)
 
 
 def describe(settings: StudentSettings) -> str:
@@ -176,7 +180,8 @@ def describe(settings: StudentSettings) -> str:
 
 def chosen_variants(table: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per row, the variant with the best mean selection accuracy (ties: the first listed), among the variants
-    whose unlabeled pool leaves the selection set out where the row has any (their selection score is unbiased).
+    whose unlabeled pool leaves the selection set out where the row has any (their selection score is unbiased);
+    never a variant trained on true labels.
 
     >>> table = [{"row": "b", "variant": "long", "selection_mean": 0.995, "selection_held_out": False},
     ...          {"row": "b", "variant": "x", "selection_mean": 0.990, "selection_held_out": True},
@@ -185,6 +190,7 @@ def chosen_variants(table: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     >>> {row: g["variant"] for row, g in chosen_variants(table).items()}
     {'b': 'y', 'a': 'z'}
     """
+    table = [g for g in table if not g.get("true_labels")]  # a diagnostic of the ceiling, not a PATE student
     unbiased = {g["row"] for g in table if g["selection_held_out"] and g["selection_mean"] is not None}
     best: dict[str, dict[str, Any]] = {}
     for group in table:
@@ -211,6 +217,7 @@ def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> st
         released = "–" if g["epsilon_released_max"] is None else f"{g['epsilon_released_max']:.2f}"
         mark = " (chosen)" if best.get(g["row"]) is g else ""
         mark += " †" if g["selection_held_out"] else ""
+        mark += " ‡" if g.get("true_labels") else ""
         seconds = "; ".join(f"{s:.0f} ({d})" for d, s in g["seconds_by_device"].items())
         lines.append(
             f"| ({g['row']}) | `{g['variant']}`{mark} | {g['description']} | {g['runs']} "
@@ -222,6 +229,8 @@ def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> st
     start, stop = repeats.SELECTION
     lines += ["", f"† FixMatch's unlabeled pool leaves the selection images (query pool {start:,}-{stop - 1:,}) out: "
               "an unbiased selection score; where a row has such variants, the choice is among them alone.",
+              "", "‡ Diagnostic, not a PATE result: trained on the answered queries' true labels (public MNIST test "
+              "labels) in place of the released ones, to measure the student's ceiling; never chosen.",
               "", "| row | chosen by the selection set | runs | test mean | target | met |", "|---|---|---|---|---|---|"]
     for row, g in sorted(best.items()):
         lines.append(f"| ({row}) | `{g['variant']}` | {g['runs']} | {_pct(g['test_mean'])} | {_pct(TARGETS[row], 1)} "

@@ -71,6 +71,56 @@ def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path,
     assert flat["selection"] == run["student"]["selection_accuracy"] and flat["answered"] == 30
 
 
+@pytest.mark.parametrize("oracle", [False, True])
+def test_only_the_true_label_variants_train_on_the_truth_and_say_so(tmp_path, monkeypatch, oracle):
+    """Teachers that all vote the wrong class: the student of a PATE variant gets those released labels, the
+    oracle diagnostic the true ones, and its record says it is not a PATE result."""
+    images, truth = separable_digits(60)
+    votes = torch.nn.functional.one_hot((truth + 1) % 10, 10) * 3
+    torch.save({"key": "k", "teacher_ids": [0, 1, 2], "normalization": None, "votes": votes,
+                "counted": torch.ones(60, dtype=torch.bool)}, tmp_path / "votes.pt")
+    monkeypatch.setattr(repeats, "SELECTION", (40, 60))
+    # Laplace noise of scale 1 / gamma = 0.01 against a 3-vote margin: the released label is the voted one
+    monkeypatch.setattr(repeats, "ROWS", {"a": (Mechanism("lnmax", gamma=100.0), 30)})
+    monkeypatch.setattr(repeats, "VARIANTS", {"tiny": (replace(repeats.FIXMATCH, epochs=1), 1)})
+    monkeypatch.setattr(repeats, "TRUE_LABELS", frozenset({"tiny"} if oracle else ()))
+    monkeypatch.setattr(repeats, "_DATA", {
+        "queries": QuerySet("mnist_test", tmp_path, images, truth=truth), "test": separable_digits(20, seed=1),
+        "selection": (images[40:60], truth[40:60]), "public": separable_digits(40, seed=2)})
+    trained = {}
+
+    def spy(images, labels, *args, **kwargs):
+        trained["labels"], trained["images"] = labels, images
+        return {"labels_dropped": []}
+
+    monkeypatch.setattr(repeats, "train_student", spy)
+    args = argparse.Namespace(data_dir=str(tmp_path), votes=str(tmp_path / "votes.pt"), accelerator="cpu",
+                              out=str(tmp_path), epochs=None, device_name="CPU")
+    run = repeats.one_run("a", "tiny", 0, args)["run"]
+    positions = [int(torch.nonzero((images == image).flatten(1).all(1))[0]) for image in trained["images"]]
+    assert len(positions) == run["queries_answered"] > 0
+    expected = truth[positions] if oracle else (truth[positions] + 1) % 10
+    assert torch.equal(trained["labels"], expected)
+    assert ("diagnostic" in run["student"]) is oracle and run["label_accuracy"] == 0.0  # the released labels
+
+
+def test_true_label_variants_are_never_chosen_and_are_marked():
+    def group(variant, selection, true_labels):
+        return {"row": "b", "variant": variant, "description": "d", "selection_held_out": True,
+                "true_labels": true_labels, "runs": 2, "test_mean": 0.99, "test_sd": 0.001, "test_min": 0.98,
+                "test_max": 0.99, "selection_mean": selection, "selection_runs": 2, "answered_mean": 290,
+                "label_accuracy_mean": 0.97, "epsilon_labels": 3.85, "epsilon_released_max": 1.5,
+                "public_only_mean": 0.9, "seconds_by_device": {"CPU": 800.0}}
+
+    groups = [group("fix120_filter_ho", 0.98, False), group("fix120_oracle_ho", 0.995, True)]
+    best = table.chosen_variants(groups)
+    assert best["b"]["variant"] == "fix120_filter_ho"
+    text = table.markdown(groups, best)
+    assert "`fix120_oracle_ho` † ‡" in text and "‡ Diagnostic, not a PATE result" in text
+    assert "fix120_oracle_ho" in repeats.TRUE_LABELS and "fix120_oracle_ho" in repeats.SELECTION_HELD_OUT
+    assert not table._fix120_family("fix120_oracle_ho") and not table._fixmatch_kept("fix120_oracle_ho", 120)
+
+
 def _report_entry(student: dict) -> dict:
     mechanism, asked = repeats.ROWS["b"]
     return {"mechanism_description": mechanism.describe(), "queries_asked": asked, "protocol": "papers",
