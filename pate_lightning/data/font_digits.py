@@ -24,7 +24,7 @@ from pate_lightning.data.augment import elastic
 
 NUM_CLASSES = 10
 GLYPH = 64  # side of the high-resolution canvas a glyph is rendered and warped on
-ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0  # Simard et al. 2003, as in torchvision's ElasticTransform
+ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0  # torchvision's parametrization: half the displacement of Simard et al. 2003's alpha 34 px
 STROKE_LEVEL = (0.2, 0.6)  # measured: MNIST-like ink (~100 pixels > 0.5 per digit on average)
 PEN_SHARE = 0.6  # share of samples drawn from pen templates (pen_digits.py) instead of fonts
 RENDER_VERSION = 2  # bump when rendering changes: a cache of another version is rendered again

@@ -5,7 +5,7 @@ flip, which would turn digits into other symbols. Strong: a wide random affine (
 shift) drawn per image, then (optionally, per image with probability ``elastic``) the elastic
 distortion of Simard et al. 2003, the classic augmentation for handwritten digits, both warped for
 the whole batch at once (``data.augment``: torchvision's per-image ``v2.ElasticTransform`` measured
-0.76 ms an image on one CPU thread, more than the network's step; the batched one ~0.06 ms); then
+0.76 ms an image on one CPU thread, more than the network's step; the batched one ~0.04 ms); then
 per-image random erasing, the Cutout that FixMatch's strong augmentation always ends with. Images
 stay in [0, 1].
 """
