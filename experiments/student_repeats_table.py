@@ -230,7 +230,8 @@ def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> st
     lines += ["", f"† FixMatch's unlabeled pool leaves the selection images (query pool {start:,}-{stop - 1:,}) out: "
               "an unbiased selection score; where a row has such variants, the choice is among them alone.",
               "", "‡ Diagnostic, not a PATE result: trained on the answered queries' true labels (public MNIST test "
-              "labels) in place of the released ones, to measure the student's ceiling; never chosen.",
+              "labels) in place of the released ones, to measure the student's ceiling; never chosen. Its label "
+              "accuracy and ε are those of the released labels it did not train on.",
               "", "| row | chosen by the selection set | runs | test mean | target | met |", "|---|---|---|---|---|---|"]
     for row, g in sorted(best.items()):
         lines.append(f"| ({row}) | `{g['variant']}` | {g['runs']} | {_pct(g['test_mean'])} | {_pct(TARGETS[row], 1)} "
