@@ -80,7 +80,7 @@ VARIANTS: dict[str, tuple[StudentSettings, int]] = {
     # regularizers); Adam's coupled L2, the student's existing `weight_decay`
     "fix120_wd_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.99, weight_decay=5e-4), 12),
     # a diagnostic, not a PATE result: fix120_ema999 on the held-out pool, trained on the answered queries' TRUE labels
-    "fix120_oracle_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999), 4),
+    "fix120_oracle_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999), 6),
     "sup": (StudentSettings(method="supervised", architecture="small_cnn", batch_size=32, augment=True,
                             val_fraction=0.0, lr=1e-3, epochs=30, pretrain="font_digits", pretrain_epochs=2), 3),
 }
