@@ -156,11 +156,10 @@ def wrong_labels_test_correlation(runs: list[dict[str, Any]]) -> dict[str, dict[
 
 
 def _fix120_family(variant: str) -> bool:
-    settings = repeats.VARIANTS[variant][0]
     if variant in repeats.TRUE_LABELS:
         return False
     base = replace(repeats.FIXMATCH, epochs=120)
-    return replace(settings, label_filter=0.0, ema_decay=base.ema_decay) == base
+    return replace(repeats.VARIANTS[variant][0], label_filter=0.0, ema_decay=base.ema_decay) == base
 
 
 def _fixmatch_kept(variant: str, min_epochs: int) -> bool:

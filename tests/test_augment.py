@@ -2,8 +2,8 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from pate_lightning.data.augment import _separable_blur, elastic, elastic_with
-from pate_lightning.pate.student_augment import StrongAugment, strong_view
+from pate_lightning.data.augment import _separable_blur, draw_affine, elastic, elastic_with
+from pate_lightning.pate.student_augment import STRONG, StrongAugment, strong_view
 
 
 def test_batched_elastic_matches_torchvision():
@@ -49,7 +49,7 @@ def test_strong_view_without_elastic_draws_nothing_for_it():
 
 def _after_affine_only(images: torch.Tensor) -> torch.Tensor:
     generator = torch.Generator().manual_seed(1)
-    torch.rand(len(images), 4, generator=generator)  # draw_affine's uniforms, all the view draws at elastic 0
+    draw_affine(len(images), generator, STRONG)  # all the view draws from its generator at elastic 0
     return generator.get_state()
 
 

@@ -55,8 +55,7 @@ def strong_view(images: torch.Tensor, generator: torch.Generator, strong: Strong
     them (drawn from ``generator``), then one erased rectangle each."""
     warped = apply_affine(images, draw_affine(len(images), generator, STRONG))  # (B, 1, 28, 28)
     if strong.elastic > 0:  # none drawn at 0, so a run without it draws exactly what it drew before
-        chosen = torch.rand(len(images), generator=generator) < strong.elastic  # (B,)
-        distorted = elastic(warped, generator, strong.elastic_alpha, strong.elastic_sigma, fast=True)
-        warped = torch.where(chosen.view(-1, 1, 1, 1).to(warped.device), distorted, warped)
+        chosen = (torch.rand(len(images), generator=generator) < strong.elastic).to(warped.device)  # (B,)
+        warped[chosen] = elastic(warped[chosen], generator, strong.elastic_alpha, strong.elastic_sigma, fast=True)
     erase = strong.erasing()
     return torch.stack([erase(image) for image in warped]).clamp_(0, 1)
