@@ -171,6 +171,7 @@ def _fixmatch_kept(variant: str, min_epochs: int) -> bool:
 def describe(settings: StudentSettings) -> str:
     extra = f", EMA {settings.ema_decay}" if settings.method == "fixmatch" else ", affine augmentation"
     extra += ", weak views in their own pass" if settings.separate_weak_pass else ""
+    extra += ", whole-pixel weak shifts" if settings.weak == "crop" else ""
     extra += f", labels the public model contradicts at {settings.label_filter:g} dropped" if settings.label_filter else ""
     extra += f", elastic distortion on {settings.elastic:.0%} of strong views" if settings.elastic else ""
     extra += f", weight decay {settings.weight_decay:g}" if settings.weight_decay else ""

@@ -7,7 +7,7 @@ from lightning.pytorch import Trainer, seed_everything
 
 from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import fixmatch_unlabeled_loss, pseudo_labels
-from pate_lightning.pate.student_augment import StrongAugment, strong_view, weak_view
+from pate_lightning.pate.student_augment import StrongAugment, pixel_shift, strong_view, weak_view
 from pate_lightning.pate.student_data import StudentDataModule
 from pate_lightning.pate.student_training import StudentSettings, train_student
 from tests.test_student import separable_digits, trainer
@@ -124,6 +124,51 @@ def test_views_stay_images_and_differ():
     assert float(weak.sum()) == pytest.approx(float(images.sum()), rel=0.25)
 
 
+def test_the_crop_weak_view_moves_whole_pixels_within_three():
+    images = torch.rand(40, 1, 28, 28)
+    weak = weak_view(images, torch.Generator().manual_seed(0), "crop")
+    for image, view in zip(images, weak):
+        # the view is the image moved by some (dy, dx) in [-3, 3]^2, zeros where it left the frame: no resampling
+        matches = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                   if torch.equal(view, pixel_shift(image[None], torch.tensor([[dy, dx]]))[0])]
+        assert matches
+    assert len({tuple(pixel_shift(images[:1], torch.tensor([[dy, 0]])).flatten().tolist()) for dy in range(-3, 4)}) == 7
+    with pytest.raises(ValueError, match="unknown weak view 'flip'"):
+        weak_view(images, torch.Generator(), "flip")
+
+
+def test_pixel_shift_is_a_zero_filled_roll():
+    images = torch.rand(5, 2, 9, 7)
+    shifts = torch.tensor([[0, 0], [2, -1], [-3, 3], [1, 1], [-2, 0]])
+    moved = pixel_shift(images, shifts)
+    for image, (dy, dx), out in zip(images, shifts.tolist(), moved):
+        expected = torch.roll(F.pad(image, (3, 3, 3, 3)), (dy, dx), (1, 2))[:, 3:12, 3:10]
+        assert torch.equal(out, expected)
+    assert torch.equal(moved[0], images[0])
+
+
+def test_the_weak_view_setting_reaches_the_batches(tmp_path):
+    images, labels = separable_digits(8)
+    pool = separable_digits(16, seed=5)[0]
+    seen = []
+
+    class Spy(StudentModule):
+        def training_step(self, batch, batch_idx):
+            seen.append(batch["unlabeled"][0])
+            return super().training_step(batch, batch_idx)
+
+    for weak in ("affine", "crop"):
+        data = StudentDataModule(images, labels, images, labels, batch_size=8, val_fraction=0.0, unlabeled=pool, mu=2,
+                                 weak=weak)
+        trainer(tmp_path, max_epochs=1).fit(Spy(architecture="small_cnn", method="fixmatch"), datamodule=data)
+    affine, crop = seen
+    # whole-pixel shifts only copy pixels: every value of the crop views is 0 or a pool pixel; bilinear ones blend
+    assert set(crop.unique().tolist()) <= set(pool.unique().tolist()) | {0.0}
+    assert not set(affine.unique().tolist()) <= set(pool.unique().tolist()) | {0.0}
+    with pytest.raises(ValueError, match="unknown weak view"):
+        StudentDataModule(images, labels, images, labels, unlabeled=pool, weak="flip")
+
+
 def test_train_student_reports_fixmatch_and_ema(tmp_path):
     images, labels = separable_digits(30)
     test = separable_digits(20, seed=1)
@@ -141,7 +186,8 @@ def test_train_student_reports_fixmatch_and_ema(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"method": "mixmatch"}, "unknown student.method"), ({"threshold": 1.5}, "student.threshold"),
-     ({"mu": 0}, "student.mu"), ({"ema_decay": 1.0}, "ema_decay"), ({"architecture": "vit"}, "unknown student.arch")],
+     ({"mu": 0}, "student.mu"), ({"ema_decay": 1.0}, "ema_decay"), ({"architecture": "vit"}, "unknown student.arch"),
+     ({"weak": "flip"}, "unknown student.weak")],
 )
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):

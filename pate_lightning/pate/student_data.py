@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, TensorDataset
 
 from pate_lightning.data.augment import apply_affine, draw_affine
-from pate_lightning.pate.student_augment import StrongAugment, strong_view, weak_view
+from pate_lightning.pate.student_augment import WEAK_VIEWS, StrongAugment, strong_view, weak_view
 
 
 def _check_pairs(images: torch.Tensor, labels: torch.Tensor, what: str) -> None:
@@ -37,6 +37,7 @@ class StudentDataModule(LightningDataModule):
         seed: seeds the split (seed), the shuffling (seed + 1) and the augmentation (seed + 2).
         unlabeled: (U, 1, 28, 28) images the student may see without their labels (None: supervised).
         mu: unlabeled images per labeled image in a batch (FixMatch's mu).
+        weak: how the weak view shifts, one of ``student_augment.WEAK_VIEWS``.
         strong: the strong view's settings.
     """
 
@@ -52,6 +53,7 @@ class StudentDataModule(LightningDataModule):
         seed: int = 42,
         unlabeled: Optional[torch.Tensor] = None,
         mu: int = 7,
+        weak: str = "affine",
         strong: StrongAugment = StrongAugment(),
     ) -> None:
         super().__init__()
@@ -61,6 +63,8 @@ class StudentDataModule(LightningDataModule):
             _check_pairs(unlabeled, torch.zeros(len(unlabeled)), "student unlabeled data")
         if len(images) == 0:
             raise ValueError("the student has no training data: no query was answered")
+        if weak not in WEAK_VIEWS:
+            raise ValueError(f"unknown weak view {weak!r}; choose one of {WEAK_VIEWS}")
         if batch_size < 1 or mu < 1 or not 0 <= val_fraction < 1:
             raise ValueError(f"batch_size and mu must be >= 1 and val_fraction in [0, 1), got {batch_size}, {mu}, "
                              f"{val_fraction}")
@@ -120,10 +124,11 @@ class StudentDataModule(LightningDataModule):
             return batch
         if isinstance(batch, dict):  # FixMatch: labeled and unlabeled images both get the weak view
             images, labels = batch["labeled"]
-            views = {"labeled": (weak_view(images, self.augmenter), labels)}
+            weak = self.hparams.weak
+            views = {"labeled": (weak_view(images, self.augmenter, weak), labels)}
             if "unlabeled" in batch:
                 (pool,) = batch["unlabeled"]
-                views["unlabeled"] = (weak_view(pool, self.augmenter), strong_view(pool, self.augmenter, self.strong))
+                views["unlabeled"] = (weak_view(pool, self.augmenter, weak), strong_view(pool, self.augmenter, self.strong))
             return views
         images, labels = batch
         if self.hparams.augment:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pate_lightning.pate.label_filter import contradicted, predict_log_probs
 from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import METHODS
-from pate_lightning.pate.student_augment import StrongAugment
+from pate_lightning.pate.student_augment import WEAK_VIEWS, StrongAugment
 from pate_lightning.pate.student_data import StudentDataModule
 from pate_lightning.pate.student_pretrain import PRETRAIN_SETS, pretrain, rehearsal
 from pate_lightning.pate.student_nets import ARCHITECTURES
@@ -39,6 +39,8 @@ class StudentSettings:
         threshold: FixMatch's pseudo-label confidence threshold, in [0, 1].
         mu: FixMatch's unlabeled images per labeled image in a batch.
         unlabeled_weight: FixMatch's lambda_u.
+        weak: FixMatch's weak view, one of ``student_augment.WEAK_VIEWS``: ``affine`` (a sub-pixel shift,
+            resampled) or ``crop`` (a whole-pixel shift, FixMatch's pad-and-crop; no resampling blur).
         elastic: probability of an elastic distortion of an image in FixMatch's strong view (``StrongAugment``).
         ema_decay: decay of an exponential moving average of the weights, used for testing (0: none).
         cosine: FixMatch's cosine learning-rate decay over the run (False: constant).
@@ -64,6 +66,7 @@ class StudentSettings:
     threshold: float = 0.95
     mu: int = 7
     unlabeled_weight: float = 1.0
+    weak: str = "affine"
     elastic: float = 0.0
     ema_decay: float = 0.0
     cosine: bool = False
@@ -90,6 +93,8 @@ class StudentSettings:
             raise ValueError(f"unknown student.normalization {self.normalization!r}; choose one of {sorted(NORMALIZATIONS)}")
         if self.method not in METHODS:
             raise ValueError(f"unknown student.method {self.method!r}; choose one of {METHODS}")
+        if self.weak not in WEAK_VIEWS:
+            raise ValueError(f"unknown student.weak {self.weak!r}; choose one of {WEAK_VIEWS}")
         for name in ("threshold", "elastic"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"student.{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -152,7 +157,7 @@ def train_student(
     pool = unlabeled if settings.method == "fixmatch" else None
     data = StudentDataModule(images, labels, *test, batch_size=settings.batch_size, val_fraction=settings.val_fraction,
                              augment=settings.augment, seed=seed, unlabeled=pool, mu=settings.mu,
-                             strong=StrongAugment(elastic=settings.elastic))
+                             weak=settings.weak, strong=StrongAugment(elastic=settings.elastic))
     callbacks: list[Callback] = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay else []
     trainer = student_trainer(settings.epochs, accelerator, root, callbacks)
     started = time.perf_counter()
