@@ -82,7 +82,7 @@ VARIANTS: dict[str, tuple[StudentSettings, int]] = {
     # as fix120_filter_ho, with whole-pixel weak shifts (pad-and-crop, as FixMatch) instead of bilinear sub-pixel
     # ones: a fix120 student scored 98.2% on raw test images and 98.6-98.8% on the same images resampled at a
     # 0.1-0.5 px offset, so the resampling blur of its training views was costing it test accuracy
-    "fix120_crop_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.99, weak="crop"), 8),
+    "fix120_crop_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999, label_filter=0.99, weak="crop"), 12),
     # a diagnostic, not a PATE result: fix120_ema999 on the held-out pool, trained on the answered queries' TRUE labels
     "fix120_oracle_ho": (replace(FIXMATCH, epochs=120, ema_decay=0.999), 6),
     "sup": (StudentSettings(method="supervised", architecture="small_cnn", batch_size=32, augment=True,
