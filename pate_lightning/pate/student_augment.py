@@ -6,13 +6,14 @@ up to 2.8 px resampled bilinearly (the first one built, kept so earlier runs rep
 a whole-pixel shift of up to 3 px (pad with background and crop, as FixMatch shifts its images), which
 copies pixels without resampling. Resampling at a sub-pixel offset blurs: a student that only ever
 trained on bilinear shifts met sharper test images than it learned on (measured on one fix120 student:
-98.2% on the raw test images, 98.6-98.8% on the same images shifted by 0.1-0.5 px). Strong: a wide random affine (rotation, scale,
-shift) drawn per image, then (optionally, per image with probability ``elastic``) the elastic
-distortion of Simard et al. 2003, the classic augmentation for handwritten digits, both warped for
-the whole batch at once (``data.augment``: torchvision's per-image ``v2.ElasticTransform`` measured
-0.76 ms an image on one CPU thread, more than the network's step; the batched one ~0.04 ms); then
-per-image random erasing, the Cutout that FixMatch's strong augmentation always ends with. Images
-stay in [0, 1].
+98.2% on the raw test images, 98.6-98.8% on the same images shifted by 0.1-0.5 px).
+
+Strong: a wide random affine (rotation, scale, shift) drawn per image, then (optionally, per image
+with probability ``elastic``) the elastic distortion of Simard et al. 2003, the classic augmentation
+for handwritten digits, both warped for the whole batch at once (``data.augment``: torchvision's
+per-image ``v2.ElasticTransform`` measured 0.76 ms an image on one CPU thread, more than the network's
+step; the batched one ~0.04 ms); then per-image random erasing, the Cutout that FixMatch's strong
+augmentation always ends with. Images stay in [0, 1].
 """
 
 from __future__ import annotations

@@ -128,7 +128,8 @@ class StudentDataModule(LightningDataModule):
             views = {"labeled": (weak_view(images, self.augmenter, weak), labels)}
             if "unlabeled" in batch:
                 (pool,) = batch["unlabeled"]
-                views["unlabeled"] = (weak_view(pool, self.augmenter, weak), strong_view(pool, self.augmenter, self.strong))
+                views["unlabeled"] = (weak_view(pool, self.augmenter, weak),
+                                      strong_view(pool, self.augmenter, self.strong))
             return views
         images, labels = batch
         if self.hparams.augment:
