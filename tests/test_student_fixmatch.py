@@ -129,9 +129,8 @@ def test_the_crop_weak_view_moves_whole_pixels_within_three():
     weak = weak_view(images, torch.Generator().manual_seed(0), "crop")
     for image, view in zip(images, weak):
         # the view is the image moved by some (dy, dx) in [-3, 3]^2, zeros where it left the frame: no resampling
-        matches = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
-                   if torch.equal(view, pixel_shift(image[None], torch.tensor([[dy, dx]]))[0])]
-        assert matches
+        assert any(torch.equal(view, pixel_shift(image[None], torch.tensor([[dy, dx]]))[0])
+                   for dy in range(-3, 4) for dx in range(-3, 4))
     assert len({tuple(pixel_shift(images[:1], torch.tensor([[dy, 0]])).flatten().tolist()) for dy in range(-3, 4)}) == 7
     with pytest.raises(ValueError, match="unknown weak view 'flip'"):
         weak_view(images, torch.Generator(), "flip")

@@ -3,15 +3,15 @@ import sys, torch
 from pate_lightning.pate.queries import mnist_test_queries, holdout_set
 from pate_lightning.pate.student_training import StudentSettings, student_module
 from pate_lightning.data.augment import apply_affine, draw_affine, AffineRange
-from pate_lightning.pate.student_augment import WEAK
+from pate_lightning.pate.student_augment import WEAK, pixel_shift
 torch.set_num_threads(2)
 q = mnist_test_queries("data", "papers"); test = holdout_set("data", "papers")
 sel = (q.images[8000:9000], q.truth[8000:9000])
-m = student_module(StudentSettings(architecture="small_cnn", method="fixmatch")); m.load_state_dict(torch.load(sys.argv[1])); m.eval()
+m = student_module(StudentSettings(architecture="small_cnn", method="fixmatch")); m.load_state_dict(torch.load(sys.argv[1], weights_only=True)); m.eval()
 @torch.no_grad()
 def P(x): return m(x).exp()
-def shift(x, dx, dy):  # integer pixel shift with zero fill
-    return torch.roll(torch.nn.functional.pad(x, (2,2,2,2)), (dy, dx), (2, 3))[:, :, 2:30, 2:30]
+def shift(x, dx, dy):  # whole-pixel shift with zero fill
+    return pixel_shift(x, torch.tensor([[dy, dx]]).expand(len(x), 2))
 for name, (x, y) in {"test": test, "selection": sel}.items():
     p = P(x); out = {"plain": (p.argmax(1) == y).float().mean().item()}
     for k in (1, 2, 4, 8, 16, 32):
