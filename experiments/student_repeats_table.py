@@ -55,6 +55,9 @@ def flat(row: str, variant: str, source: str, device: str, run: dict[str, Any]) 
         "epsilon_labels": privacy["epsilon_labels"],
         "public_only": (student.get("pretraining") or {}).get("test_accuracy"),
         "test": student["test_accuracy"], "selection": student.get("selection_accuracy"),
+        # without test-time views the single-view score is the test score (runs before the field existed)
+        "test_single_view": student.get("test_accuracy_single_view", student["test_accuracy"]),
+        "selection_single_view": student.get("selection_accuracy_single_view", student.get("selection_accuracy")),
         "test_per_class": student["test_accuracy_per_class"], "seconds": run["seconds"],
         "wrong_labels_trained": wrong_labels_trained(run),
     }
@@ -71,8 +74,13 @@ def wrong_labels_trained(run: dict[str, Any]) -> Optional[int]:
     return round(run["queries_answered"] * (1 - run["label_accuracy"])) - dropped_wrong
 
 
-def collect(summaries: list[Path], reports: list[Path]) -> list[dict[str, Any]]:
+def collect(summaries: list[Path], reports: list[Path], previous: Optional[Path] = None) -> list[dict[str, Any]]:
+    """Every run's figures: the summaries', the matching reports' and, with ``previous``, the runs of an earlier
+    ``student_repeats.json`` (flat already), so a table can grow after the raw run files are gone."""
     runs = []
+    for run in read_json(previous)["runs"] if previous else []:
+        runs.append({**run, "test_single_view": run.get("test_single_view", run["test"]),
+                     "selection_single_view": run.get("selection_single_view", run["selection"])})
     for path in summaries:
         summary = read_json(path)
         source = f"student_repeats.py, {summary['workers']} workers x {summary['threads_per_worker']} thread(s)"
@@ -112,6 +120,8 @@ def groups(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "test_min": min(tests), "test_max": max(tests),
                 "selection_mean": _mean([r["selection"] for r in chosen]),
                 "selection_runs": sum(r["selection"] is not None for r in chosen),
+                "test_single_view_mean": statistics.mean(r["test_single_view"] for r in chosen),
+                "selection_single_view_mean": _mean([r["selection_single_view"] for r in chosen]),
                 "answered_mean": statistics.mean(r["answered"] for r in chosen),
                 "label_accuracy_mean": _mean([r["label_accuracy"] for r in chosen]),
                 "epsilon_data_independent": chosen[0]["epsilon_data_independent"],
@@ -175,6 +185,7 @@ def describe(settings: StudentSettings) -> str:
     extra += f", labels the public model contradicts at {settings.label_filter:g} dropped" if settings.label_filter else ""
     extra += f", elastic distortion on {settings.elastic:.0%} of strong views" if settings.elastic else ""
     extra += f", weight decay {settings.weight_decay:g}" if settings.weight_decay else ""
+    extra += f"; tested on the mean of {settings.test_views} weak views" if settings.test_views else ""
     return (f"{settings.description} {settings.pretrain_epochs}+{settings.epochs} ep, lr {settings.lr:g}{extra}")
 
 
@@ -208,9 +219,9 @@ def _pct(value: Optional[float], digits: int = 2) -> str:
 
 def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| row | variant | student | runs | test mean ± sd | range | selection mean | answered | label acc. "
-        "| ε labels (a priori) | ε released max | public-only | s per run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| row | variant | student | runs | test mean ± sd | range | selection mean | one view: test / selection "
+        "| answered | label acc. | ε labels (a priori) | ε released max | public-only | s per run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in table:
         sd = "" if g["test_sd"] is None else f" ± {100 * g['test_sd']:.2f}"
@@ -219,10 +230,13 @@ def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> st
         mark += " †" if g["selection_held_out"] else ""
         mark += " ‡" if g.get("true_labels") else ""
         seconds = "; ".join(f"{s:.0f} ({d})" for d, s in g["seconds_by_device"].items())
+        views = repeats.VARIANTS[g["variant"]][0].test_views
+        one_view = (f"{_pct(g['test_single_view_mean'])} / {_pct(g['selection_single_view_mean'])}" if views
+                    else "(no test views)")
         lines.append(
             f"| ({g['row']}) | `{g['variant']}`{mark} | {g['description']} | {g['runs']} "
             f"| **{_pct(g['test_mean'])}**{sd} | {_pct(g['test_min'], 1)}–{_pct(g['test_max'], 1)} "
-            f"| {_pct(g['selection_mean'])} ({g['selection_runs']}) | {g['answered_mean']:.0f} "
+            f"| {_pct(g['selection_mean'])} ({g['selection_runs']}) | {one_view} | {g['answered_mean']:.0f} "
             f"| {_pct(g['label_accuracy_mean'], 1)} | {g['epsilon_labels']:.2f} "
             f"| {released} "
             f"| {_pct(g['public_only_mean'], 1)} | {seconds} |")
@@ -241,11 +255,13 @@ def markdown(table: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> st
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--summaries", nargs="+", type=Path, required=True)
+    parser.add_argument("--summaries", nargs="*", type=Path, default=[])
     parser.add_argument("--reports", nargs="*", type=Path, default=[])
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="an earlier student_repeats.json whose runs the table keeps (e.g. docs/results/...)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     args = parser.parse_args(argv)
-    runs = collect(args.summaries, args.reports)
+    runs = collect(args.summaries, args.reports, args.previous)
     table = groups(runs)
     best = chosen_variants(table)
     write_json(args.out / "student_repeats.json", {

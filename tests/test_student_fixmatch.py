@@ -1,13 +1,16 @@
 """FixMatch student: the threshold masks the unlabeled loss exactly; no unlabeled data = the supervised student."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 from lightning.pytorch import Trainer, seed_everything
 
 from pate_lightning.pate.student import StudentModule
 from pate_lightning.pate.semi_supervised import fixmatch_unlabeled_loss, pseudo_labels
-from pate_lightning.pate.student_augment import StrongAugment, pixel_shift, strong_view, weak_view
+from pate_lightning.pate.student_augment import StrongAugment, pixel_shift, strong_view, view_averaged_log_probs, weak_view
 from pate_lightning.pate.student_data import StudentDataModule
 from pate_lightning.pate.student_training import StudentSettings, train_student
 from tests.test_student import separable_digits, trainer
@@ -186,7 +189,7 @@ def test_train_student_reports_fixmatch_and_ema(tmp_path):
     "kwargs, message",
     [({"method": "mixmatch"}, "unknown student.method"), ({"threshold": 1.5}, "student.threshold"),
      ({"mu": 0}, "student.mu"), ({"ema_decay": 1.0}, "ema_decay"), ({"architecture": "vit"}, "unknown student.arch"),
-     ({"weak": "flip"}, "unknown student.weak")],
+     ({"weak": "flip"}, "unknown student.weak"), ({"test_views": -1}, "student.test_views")],
 )
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -206,3 +209,36 @@ def test_selection_set_is_scored_apart_from_the_test_set(tmp_path):
     assert scored["test_accuracy"] == plain["test_accuracy"] > 0.5
     assert scored["test_accuracy_per_class"] == plain["test_accuracy_per_class"]
     assert scored["selection_accuracy"] < 0.5
+
+
+def test_test_views_average_the_probabilities_of_weak_views_per_test_batch(tmp_path):
+    seed_everything(0, verbose=False)
+    images, labels = separable_digits(20, seed=1)
+    model = StudentModule(architecture="small_cnn", test_views=3, test_view="crop").eval()
+    loader = DataLoader(TensorDataset(images, labels), batch_size=8)
+    metrics = trainer(tmp_path).test(model, dataloaders=loader, verbose=False)[0]
+    with torch.no_grad():  # by hand: per batch, a generator seeded by the batch's index draws 3 crop views
+        single = model(images).argmax(1)
+        averaged = torch.cat([
+            torch.stack([model(weak_view(batch, generator, "crop")).exp() for _ in range(3)]).mean(0).argmax(1)
+            for generator, batch in ((torch.Generator().manual_seed(i), b) for i, b in enumerate(images.split(8)))])
+    assert metrics["test/acc"] == pytest.approx(float((averaged == labels).float().mean()))
+    assert metrics["test/acc_single_view"] == pytest.approx(float((single == labels).float().mean()))
+    assert not torch.equal(averaged, single)  # an untrained network: the views change some predictions
+    uniform = lambda x: torch.full((len(x), 10), 0.1).log()  # noqa: E731
+    with pytest.raises(ValueError, match="test-time views must be >= 1"):
+        view_averaged_log_probs(uniform, images, 0, torch.Generator())
+    with pytest.raises(ValueError, match="test_view one of"):
+        StudentModule(test_view="flip")
+
+
+def test_train_student_reports_the_single_view_score_beside_the_averaged_one(tmp_path):
+    images, labels = separable_digits(30)
+    test, selection = separable_digits(20, seed=1), separable_digits(20, seed=3)
+    settings = StudentSettings(epochs=2, batch_size=8, val_fraction=0.0, lr=3e-3, weak="crop").check()
+    plain = train_student(images, labels, test, settings, "cpu", 0, tmp_path, selection=selection)
+    views = train_student(images, labels, test, replace(settings, test_views=4), "cpu", 0, tmp_path, selection=selection)
+    # test views draw from their own generators: the training is the same, and so are the single-view scores
+    assert plain["test_accuracy_single_view"] == plain["test_accuracy"] == views["test_accuracy_single_view"]
+    assert plain["selection_accuracy_single_view"] == plain["selection_accuracy"] == views["selection_accuracy_single_view"]
+    assert views["test_views"] == 4 and 0 <= views["test_accuracy"] <= 1

@@ -197,3 +197,23 @@ def test_the_papers_config_is_the_chosen_student():
     parsed = parser.parse_args(["--config", str(configs / "pate.yaml"), "--config", str(configs / "student_papers.yaml")])
     student = parser.instantiate_classes(parsed).student
     assert isinstance(student, StudentSettings) and parsed.protocol == "papers" and student == repeats.VARIANTS["fix120_crop_ho"][0]
+
+
+def test_a_table_grows_from_an_earlier_table_json_and_shows_single_view_scores(tmp_path):
+    """--previous keeps the runs of a committed student_repeats.json (older runs had no test views: their single-view
+    scores are their scores), so the table can be rebuilt once the raw run files are gone."""
+    def run(variant, test, selection, single=None):
+        record = {"row": "b", "variant": variant, "test": test, "selection": selection, "answered": 300,
+                  "label_accuracy": 0.98, "epsilon_data_independent": 3.8, "epsilon_released": 1.5,
+                  "epsilon_labels": 3.8, "public_only": 0.9, "seconds": 600.0, "device": "CPU, 2 workers",
+                  "wrong_labels_trained": 4}
+        return record if single is None else {**record, "test_single_view": single[0], "selection_single_view": single[1]}
+
+    (tmp_path / "old.json").write_text(json.dumps({"runs": [
+        run("fix120_crop_ho", 0.98, 0.99), run("fix120_crop_tta_ho", 0.99, 0.995, single=(0.981, 0.991))]}))
+    runs = table.collect([], [], tmp_path / "old.json")
+    assert [(r["test_single_view"], r["selection_single_view"]) for r in runs] == [(0.98, 0.99), (0.981, 0.991)]
+    groups = table.groups(runs)
+    text = table.markdown(groups, table.chosen_variants(groups))
+    assert "| 98.10% / 99.10% |" in text and "(no test views)" in text
+    assert table.chosen_variants(groups)["b"]["variant"] == "fix120_crop_tta_ho"

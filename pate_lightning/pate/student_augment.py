@@ -19,6 +19,7 @@ augmentation always ends with. Images stay in [0, 1].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,24 @@ def weak_view(images: torch.Tensor, generator: torch.Generator, how: str = "affi
     if how != "affine":
         raise ValueError(f"unknown weak view {how!r}; choose one of {WEAK_VIEWS}")
     return apply_affine(images, draw_affine(len(images), generator, WEAK))
+
+
+def view_averaged_log_probs(
+    classify: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, views: int, generator: torch.Generator,
+    how: str = "affine",
+) -> torch.Tensor:
+    """(B, 1, 28, 28) -> (B, C) log of the class probabilities averaged over ``views`` weak views of each image
+    (test-time augmentation); ``classify`` maps images to log-probabilities.
+
+    >>> uniform = lambda x: torch.full((len(x), 10), 0.1).log()
+    >>> view_averaged_log_probs(uniform, torch.zeros(2, 1, 28, 28), 4, torch.Generator()).exp().sum(1).tolist()
+    [1.0, 1.0]
+    """
+    if views < 1:
+        raise ValueError(f"test-time views must be >= 1, got {views}")
+    # mean of probabilities, not of log-probabilities: one confident wrong view must not outvote the rest
+    probs = torch.stack([classify(weak_view(images, generator, how)).exp() for _ in range(views)])  # (V, B, C)
+    return probs.mean(dim=0).log()
 
 
 def pixel_shift(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

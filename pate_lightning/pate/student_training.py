@@ -42,6 +42,8 @@ class StudentSettings:
         weak: FixMatch's weak view, one of ``student_augment.WEAK_VIEWS``: ``affine`` (a sub-pixel shift,
             resampled) or ``crop`` (a whole-pixel shift, FixMatch's pad-and-crop; no resampling blur).
         elastic: probability of an elastic distortion of an image in FixMatch's strong view (``StrongAugment``).
+        test_views: test-time augmentation: a test prediction averages the class probabilities over this many
+            views of kind ``weak`` (0: the image as is). The report gives the single-view accuracy beside it.
         ema_decay: decay of an exponential moving average of the weights, used for testing (0: none).
         cosine: FixMatch's cosine learning-rate decay over the run (False: constant).
         separate_weak_pass: FixMatch's weak views in their own forward pass without autograd (faster; see
@@ -68,6 +70,7 @@ class StudentSettings:
     unlabeled_weight: float = 1.0
     weak: str = "affine"
     elastic: float = 0.0
+    test_views: int = 0
     ema_decay: float = 0.0
     cosine: bool = False
     separate_weak_pass: bool = False
@@ -104,6 +107,8 @@ class StudentSettings:
         if not 0 <= self.label_filter <= 1 or (self.label_filter and self.pretrain == "none"):
             raise ValueError(f"student.label_filter must lie in [0, 1] and needs student.pretrain (the public model "
                              f"that judges the labels), got {self.label_filter} with pretrain {self.pretrain!r}")
+        if self.test_views < 0:
+            raise ValueError(f"student.test_views must be >= 0 (0: no test-time augmentation), got {self.test_views}")
         if self.unlabeled_weight < 0 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"student.unlabeled_weight must be >= 0 and student.ema_decay in [0, 1), got "
                              f"{self.unlabeled_weight}, {self.ema_decay}")
@@ -114,7 +119,7 @@ def student_module(settings: StudentSettings) -> StudentModule:
     """A fresh ``StudentModule`` with ``settings``' network, optimizer and method."""
     return StudentModule(settings.architecture, settings.lr, settings.weight_decay, settings.normalization,
                          settings.method, settings.threshold, settings.unlabeled_weight, settings.cosine,
-                         settings.separate_weak_pass)
+                         settings.separate_weak_pass, settings.test_views, settings.weak)
 
 
 def student_trainer(epochs: int, accelerator: str, root: Path, callbacks: Optional[list[Callback]] = None) -> Trainer:
@@ -165,10 +170,10 @@ def train_student(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     tested = trainer.test(model, datamodule=data, verbose=False)[0]
     per_class = [round(v, 6) for v in model.test_accuracy_per_class]  # before a selection test overwrites it
-    selection_accuracy = None
+    selected = {}
     if selection is not None:
         loader = DataLoader(TensorDataset(*selection), batch_size=settings.batch_size)
-        selection_accuracy = float(trainer.test(model, dataloaders=loader, verbose=False)[0]["test/acc"])
+        selected = trainer.test(model, dataloaders=loader, verbose=False)[0]
     return {
         **asdict(settings),
         "sizes": data.sizes,
@@ -178,8 +183,10 @@ def train_student(
         "final_mask_rate": metrics.get("train/mask_rate"),
         "test_set": test_set,
         "test_accuracy": float(tested["test/acc"]),
+        "test_accuracy_single_view": float(tested["test/acc_single_view"]),  # = test_accuracy without test_views
         "test_accuracy_per_class": per_class,
-        "selection_accuracy": selection_accuracy,
+        "selection_accuracy": float(selected["test/acc"]) if selected else None,
+        "selection_accuracy_single_view": float(selected["test/acc_single_view"]) if selected else None,
         "seconds": round(time.perf_counter() - started, 2),
         "pretraining": None if pretraining is None else {
             **pretraining, "rehearsal_images": len(labels) - answered + int(dropped.sum())},
