@@ -177,7 +177,9 @@ def one_run(row: str, variant: str, repeat: int, args: argparse.Namespace) -> di
                                          "student's ceiling, not a PATE result")
     run["seconds"] = round(time.perf_counter() - started, 2)
     check_publishable(run)
-    return {"row": row, "variant": variant, "repeat": repeat, "device": args.device_name, "run": run}
+    # how the device was shared, per run: processes appending to one --out may differ, and seconds depend on it
+    return {"row": row, "variant": variant, "repeat": repeat, "device": args.device_name, "workers": args.workers,
+            "threads_per_worker": args.threads, "run": run}
 
 
 def _worker(job: tuple[str, str, int], args: argparse.Namespace) -> tuple[tuple[str, str, int], Optional[str]]:

@@ -85,14 +85,20 @@ def collect(summaries: list[Path], reports: list[Path], previous: Optional[Path]
         summary = read_json(path)
         source = f"student_repeats.py, {summary['workers']} workers x {summary['threads_per_worker']} thread(s)"
         # the device with how it was shared, since a run's seconds depend on both
-        runs += [flat(r["row"], r["variant"], source, f"{r['device'].split(' (')[0]}, {summary['workers']} workers",
-                      r["run"]) for r in summary["runs"]]
+        runs += [flat(r["row"], r["variant"], source, _shared(r, summary), r["run"]) for r in summary["runs"]]
     for path in reports:
         for record in read_json(path).get("runs", []):
             found = match(record)
             if found:
                 runs.append(flat(*found, "pate CLI, one run at a time", "CPU, pate CLI", record))
     return runs
+
+
+def _shared(record: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The device and how many workers shared it for this run (the summary's count for runs that predate the
+    per-run record: the last process's, which may not be theirs)."""
+    workers = record.get("workers", summary["workers"])
+    return f"{record['device'].split(' (')[0]}, {workers} worker{'s' if workers != 1 else ''}"
 
 
 def _mean(values: list[Optional[float]]) -> Optional[float]:

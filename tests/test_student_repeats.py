@@ -57,7 +57,7 @@ def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path,
         "queries": QuerySet("mnist_test", tmp_path, images, truth=truth), "test": test,
         "selection": (images[40:60], (truth[40:60] + 1) % 10), "public": separable_digits(40, seed=2)})
     args = argparse.Namespace(data_dir=str(tmp_path), votes=str(tmp_path / "votes.pt"), accelerator="cpu",
-                              out=str(tmp_path), epochs=None, device_name="CPU")
+                              out=str(tmp_path), epochs=None, device_name="CPU", workers=1, threads=1)
     record = repeats.one_run("a", "tiny", 0, args)
     run = record["run"]
     assert run["queries_asked"] == 30 and run["privacy"]["private"] and run["protocol"] == "papers"
@@ -69,6 +69,9 @@ def test_one_run_is_publishable_and_scored_on_test_and_selection_apart(tmp_path,
     assert 0 <= run["student"]["labels_dropped_wrong"] <= len(dropped) and run["student"]["sizes"]["train"] == 30 - len(dropped)
     flat = table.flat("a", "tiny", "test", "CPU", json.loads(json.dumps(run)))
     assert flat["selection"] == run["student"]["selection_accuracy"] and flat["answered"] == 30
+    # a later process with 2 workers rewrote the summary: the run still names the 1 worker it shared the CPU with
+    (tmp_path / "summary.json").write_text(json.dumps({"workers": 2, "threads_per_worker": 1, "runs": [record]}))
+    assert table.collect([tmp_path / "summary.json"], [])[0]["device"] == "CPU, 1 worker"
 
 
 @pytest.mark.parametrize("oracle", [False, True])
@@ -95,7 +98,7 @@ def test_only_the_true_label_variants_train_on_the_truth_and_say_so(tmp_path, mo
 
     monkeypatch.setattr(repeats, "train_student", spy)
     args = argparse.Namespace(data_dir=str(tmp_path), votes=str(tmp_path / "votes.pt"), accelerator="cpu",
-                              out=str(tmp_path), epochs=None, device_name="CPU")
+                              out=str(tmp_path), epochs=None, device_name="CPU", workers=1, threads=1)
     run = repeats.one_run("a", "tiny", 0, args)["run"]
     positions = [int(torch.nonzero((images == image).flatten(1).all(1))[0]) for image in trained["images"]]
     assert len(positions) == run["queries_answered"] > 0
