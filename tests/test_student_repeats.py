@@ -186,8 +186,8 @@ def test_wrong_labels_trained_count_the_filter_and_feed_a_correlation():
 
 
 def test_the_papers_config_is_the_chosen_student():
-    """configs/student_papers.yaml over configs/pate.yaml gives exactly fix120_crop_ho, the student the selection set
-    chose for both rows in session 9."""
+    """configs/student_papers.yaml over configs/pate.yaml gives exactly fix120_crop_tta_ho, the student the selection
+    set chose for both rows in session 10."""
     from jsonargparse import ArgumentParser
 
     from pate_lightning.pate.command import pate_command
@@ -199,7 +199,7 @@ def test_the_papers_config_is_the_chosen_student():
     configs = Path(__file__).resolve().parents[1] / "configs"
     parsed = parser.parse_args(["--config", str(configs / "pate.yaml"), "--config", str(configs / "student_papers.yaml")])
     student = parser.instantiate_classes(parsed).student
-    assert isinstance(student, StudentSettings) and parsed.protocol == "papers" and student == repeats.VARIANTS["fix120_crop_ho"][0]
+    assert isinstance(student, StudentSettings) and parsed.protocol == "papers" and student == repeats.VARIANTS["fix120_crop_tta_ho"][0]
 
 
 def test_a_table_grows_from_an_earlier_table_json_and_shows_single_view_scores(tmp_path):
