@@ -28,6 +28,7 @@ from pate_lightning.privacy import (
     release_data_dependent_epsilon,
     release_rdp_curve,
 )
+from pate_lightning.privacy.release_conditions import release_refusal
 from pate_lightning.privacy.mechanisms import PARAMETERS, check_parameters
 
 
@@ -103,6 +104,13 @@ DATA_CHOSEN_NOTE = (
 )
 
 
+def refused_release(mechanism: Mechanism, release: ReleaseSettings, num_classes: int, num_teachers: int) -> Optional[str]:
+    """Why the data-dependent epsilon may not be released (``release_conditions``), or None; public values only."""
+    if mechanism.name not in RELEASED_MECHANISMS:
+        return None
+    return release_refusal(mechanism.name, mechanism.parameters, num_classes, num_teachers, release.resolved().order)
+
+
 @dataclass(frozen=True)
 class Accounting:
     """One run's privacy accounting, split by what may be published.
@@ -126,11 +134,14 @@ def account(
     """RDP accounting of the queries asked, and (GNMax, Confident-GNMax) a Theorem 23 release of the data-dependent epsilon.
 
     The headline data-independent epsilon is fixed before the run (every asked query pays in full); the
-    release is made at the fixed ``release`` settings with one draw from ``generator``.
+    release is made at the fixed ``release`` settings with one draw from ``generator``, unless conditions
+    C5/C6 fail for them (checked on public parameters before the votes are read): then only the
+    data-independent epsilon is published and ``release_refused`` says why.
     """
     check_delta(delta)
     check_conversion(conversion)
     fixed = release.resolved()
+    refusal = refused_release(mechanism, fixed, votes.shape[1], int(votes[0].sum()) if len(votes) else 1)
     accountant = RDPAccountant()
     extra = {"answered": answered} if mechanism.name == "confident_gnmax" else {}
     accountant.step(mechanism=mechanism.name, votes=votes, **mechanism.parameters, **extra)
@@ -149,7 +160,8 @@ def account(
         "data_dependent_released": False,
         "epsilon_data_dependent_released": None,
         "release": None,
-        "note": NOT_RELEASED,
+        "release_refused": refusal,
+        "note": NOT_RELEASED if refusal is None else f"The data-dependent epsilon is not released: {refusal}.",
     }
     diagnostics = {
         "epsilon_data_dependent": epsilons["epsilon_data_dependent"],
@@ -159,7 +171,7 @@ def account(
     }
     steps = [{"stage": "pate", "name": mechanism.describe(), "rdp": accountant.rdp_data_independent,
               "note": "noisy votes, data-independent RDP, every asked query charged in full"}]
-    if mechanism.name in RELEASED_MECHANISMS:
+    if mechanism.name in RELEASED_MECHANISMS and refusal is None:
         arrays = {k: v.detach().cpu().numpy() for k, v in extra.items()}
         votes_array = votes.detach().cpu().numpy()
         made = fixed_release(votes_array, mechanism=mechanism.name, delta=delta, settings=fixed, conversion=conversion,
@@ -182,4 +194,4 @@ def plurality(votes: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["Accounting", "Mechanism", "PARAMETERS", "UNANSWERED", "account", "aggregate", "check_conversion",
-           "check_delta", "plurality"]
+           "check_delta", "plurality", "refused_release"]

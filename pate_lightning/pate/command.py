@@ -11,7 +11,8 @@ from typing import Any, Optional
 import torch
 
 from pate_lightning import layout
-from pate_lightning.pate.aggregate import Accounting, Mechanism, account, aggregate, check_conversion, check_delta, plurality
+from pate_lightning.pate.aggregate import (Accounting, Mechanism, account, aggregate, check_conversion, check_delta, plurality,
+                                          refused_release)
 from pate_lightning.pate.publish import diagnostics_entry, privacy_record, read_privacy_stages
 from pate_lightning.pate.queries import (QUERY_SOURCES, QuerySet, holdout_set, load_queries, protocol_split,
                                          select_queries, votes_name)
@@ -118,6 +119,9 @@ def pate_command(
     teachers_root = layout.classifiers_root(root, teachers_dir)  # an absolute teachers_dir stays as it is
     ids = check_teachers(teachers_root, teacher_ids if teacher_ids is not None else find_teachers(teachers_root))
     chosen.check(num_teachers=len(ids))
+    refusal = refused_release(chosen, release, NUM_CLASSES, len(ids))  # conditions C5/C6, before any vote is read
+    if refusal is not None:
+        log.warning("pate: %s", refusal)
     combined = layout.combined_file(layout.synthetic_dir(root), "combined", "samples.pt")
     samples = Path(synthetic_samples) if synthetic_samples else combined
     queries = load_queries(query_source, data_dir, samples, protocol, dataset)

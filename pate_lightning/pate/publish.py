@@ -29,7 +29,7 @@ PRIVACY_KEYS = frozenset({
     # the accounting: public parameters, counts, data-independent epsilons, the release
     "accountant", "delta", "conversion", "conversion_reference", "num_queries", "num_answered",
     "epsilon_data_independent", "order_data_independent", "epsilon_data_independent_answered_only",
-    "answered_only_note", "data_dependent_released", "epsilon_data_dependent_released", "release", "note",
+    "answered_only_note", "data_dependent_released", "epsilon_data_dependent_released", "release", "release_refused", "note",
     # the ledger: scope and composed epsilons
     "privacy_scope", "scope_note", "epsilon_labels", "order_labels", "epsilon_end_to_end", "order_end_to_end",
     "unbounded_by", "ledger",

@@ -140,6 +140,7 @@ def release_line(run: dict[str, Any]) -> str:
     release = run["privacy"].get("release")
     if not release:
         why = ("no smooth sensitivity for LNMax" if run.get("mechanism") == "lnmax"
+               else run["privacy"]["release_refused"] if run["privacy"].get("release_refused")
                else "this run predates the fixed-parameter release; rerun it (votes are cached)")
         return f"  {run['mechanism_description']}: data-dependent epsilon not privately released ({why})"
     return (f"  {run['mechanism_description']}: released by smooth sensitivity (Theorem 23) at fixed order "

@@ -28,6 +28,7 @@ from pate_lightning.privacy import analysis
 from pate_lightning.privacy import smooth_sensitivity as ss
 from pate_lightning.privacy.accountant import RDPAccountant, _query_arrays
 from pate_lightning.privacy.analysis import ArrayLike
+from pate_lightning.privacy.release_conditions import release_refusal
 from pate_lightning.privacy.release_settings import BETA_FRACTION, ReleaseSettings, check_beta
 
 RELEASED_MECHANISMS = ("gnmax", "confident_gnmax")
@@ -151,7 +152,8 @@ def fixed_release(
     """Theorem 23 release of the data-dependent RDP at the fixed ``settings`` (order, beta, sigma_ss).
 
     The release's cost depends on the settings only; the votes move the released value and its noise std,
-    never sigma_ss.
+    never sigma_ss. Where conditions C5/C6 fail for the settings (``release_conditions``) there is no valid
+    release: a ValueError says which condition.
 
     >>> one = fixed_release([[250, 0, 0]] * 20, mechanism="gnmax", sigma=40.0, delta=1e-5)
     >>> two = fixed_release([[100, 90, 60]] * 20, mechanism="gnmax", sigma=40.0, delta=1e-5)
@@ -160,6 +162,9 @@ def fixed_release(
     """
     parameters, votes_array, answered_array = _check_mechanism(mechanism, votes, answered, sigma, threshold, sigma1, sigma2)
     fixed = settings.resolved()
+    refusal = release_refusal(mechanism, parameters, votes_array.shape[1], _num_teachers(votes_array), fixed.order)
+    if refusal is not None:
+        raise ValueError(refusal)
     rdp, total = local_sensitivities(votes_array, answered_array, mechanism, fixed.order, parameters)
     smooth = ss.smooth_sensitivity(total, fixed.beta)
     rdp_release = ss.rdp_smooth_sensitivity_gaussian(fixed.beta, fixed.sigma_ss, fixed.order)

@@ -7,12 +7,12 @@ from pate_lightning.privacy import ReleaseSettings, fixed_release, release_data_
 from pate_lightning.privacy import smooth_sensitivity as ss
 from pate_lightning.privacy.release_settings import balanced_sigma
 
-CGN = {"threshold": 30.0, "sigma1": 10.0, "sigma2": 5.0}
+CGN = {"threshold": 150.0, "sigma1": 50.0, "sigma2": 20.0}  # sigma2 20: conditions C5/C6 hold at order 16
 
 
 def _votes(seed: int, concentration: float) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.array([rng.multinomial(50, rng.dirichlet(np.full(4, concentration))) for _ in range(30)])  # (Q, C)
+    return np.array([rng.multinomial(250, rng.dirichlet(np.full(4, concentration))) for _ in range(30)])  # (Q, C)
 
 
 @pytest.mark.parametrize("mechanism", ["gnmax", "confident_gnmax"])
@@ -20,7 +20,7 @@ def test_changing_the_votes_does_not_move_sigma_ss(mechanism):
     releases, chosen = [], []
     for seed, concentration in [(0, 0.1), (1, 0.3), (2, 3.0)]:  # confident to split ensembles
         votes = _votes(seed, concentration)
-        parameters = {"sigma": 5.0} if mechanism == "gnmax" else {**CGN, "answered": votes.max(axis=1) >= 30}
+        parameters = {"sigma": 20.0} if mechanism == "gnmax" else {**CGN, "answered": votes.max(axis=1) >= 150}
         releases.append(fixed_release(votes, mechanism=mechanism, delta=1e-5, **parameters))
         chosen.append(release_data_dependent_epsilon(votes, mechanism=mechanism, delta=1e-5, **parameters))
     public = [release.public() for release in releases]
@@ -37,7 +37,7 @@ def test_changing_the_votes_does_not_move_sigma_ss(mechanism):
 
 def test_release_cost_is_theorem_23_at_the_fixed_parameters():
     settings = ReleaseSettings(order=10.0, beta=0.04, sigma_ss=8.0)
-    release = fixed_release(_votes(0, 0.1), mechanism="gnmax", sigma=5.0, delta=1e-5, settings=settings)
+    release = fixed_release(_votes(0, 0.1), mechanism="gnmax", sigma=20.0, delta=1e-5, settings=settings)
     assert release.rdp_release == ss.rdp_smooth_sensitivity_gaussian(0.04, 8.0, 10.0)
     curve = release_rdp_curve(0.04, 8.0, [2.0, 10.0, 12.4, 12.5, 20.0])  # defined below 1 / (2 beta) = 12.5
     assert curve[1] == release.rdp_release and np.all(np.isfinite(curve[:3])) and np.all(np.isinf(curve[3:]))
@@ -49,7 +49,7 @@ def test_release_cost_is_theorem_23_at_the_fixed_parameters():
 
 
 def test_one_draw_per_generator_and_a_valid_epsilon():
-    release = fixed_release(_votes(1, 0.3), mechanism="gnmax", sigma=5.0, delta=1e-5)
+    release = fixed_release(_votes(1, 0.3), mechanism="gnmax", sigma=20.0, delta=1e-5)
     draws = [release.draw(np.random.default_rng(seed)) for seed in (7, 7, 8)]
     assert draws[0] == draws[1] != draws[2] and all(d >= 0 for d in draws)
 
