@@ -180,7 +180,7 @@ def main() -> None:
             f"(3 releases, sigma {sigma:.4g}): epsilon {epsilon:.3g} at delta {DELTA:g} (balle2020); "
             + ("noise from OS entropy" if private else f"noise_seed={args.noise_seed}: NOT PRIVATE"))
     stages = [contract_entry(stage="generator", name="latent_stats", reads_private_data=not public, dp=not public,
-                             rdp=rdp, note=note),
+                             rdp=rdp, note=note, seeded=not (public or private)),
               contract_entry(stage="selection", name="pate", reads_private_data=False, dp=False,
                              note="every sample is a PATE query; Confident-GNMax's threshold selects")]
     out = Path(args.out)

@@ -127,6 +127,15 @@ def test_training_report_records_dp_settings_and_privacy_entry(tmp_path):
     entry = report["privacy"]
     assert entry["dp"] is True and entry["reads_private_data"] is True and entry["stage"] == "generator"
     assert entry["rdp"]["orders"] == list(DEFAULT_ORDERS) and len(entry["rdp"]["values"]) == len(DEFAULT_ORDERS)
+    assert entry["seeded"] is False
+
+
+def test_a_seeded_dp_generator_marks_its_privacy_entry_seeded(tmp_path):
+    model = dp_model([0], noise_seed=5)
+    fit(tmp_path, model, poisson_data(tmp_path, [0]), callbacks=[VAEExport(tmp_path / "run", tensorboard=False)])
+    report = json.loads((tmp_path / "run/teacher_vaes/teacher_0/training_report.json").read_text())
+    assert report["dp_sgd"]["private"] is False
+    assert report["privacy"]["seeded"] is True and "NOT PRIVATE" in report["privacy"]["note"]  # the ledger sees it
 
 
 @pytest.mark.parametrize(

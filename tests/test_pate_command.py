@@ -176,6 +176,24 @@ def test_synthetic_queries_take_their_scope_from_the_combined_metadata(run, tmp_
     assert result["privacy"]["unbounded_by"] == ["generator:per_teacher"]
 
 
+def test_a_seeded_stage_before_the_votes_makes_the_run_not_private(run, tmp_path, capsys):
+    synthetic = tmp_path / "run" / "synthetic"
+    write_combined(synthetic, random_images(6), labels=[3] * 6)
+    stages = [contract_entry(stage="generator", name="dp_hybrid", reads_private_data=True, dp=True,
+                             rdp=[0.01 * order for order in DEFAULT_ORDERS], seeded=True),
+              contract_entry(stage="selection", name="pate", reads_private_data=False, dp=False)]
+    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}}))
+    privacy = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0)["privacy"]
+    # the votes' noise came from OS entropy, but the generator's did not: the whole run is not private
+    assert privacy["noise_seed"] is None and privacy["private"] is False
+    assert privacy["seeded_by"] == ["generator:dp_hybrid"] and "generator:dp_hybrid" in privacy["noise_seed_note"]
+    assert privacy["privacy_scope"] == "end_to_end"  # the accounting stands; the guarantee does not
+    table = capsys.readouterr().out
+    assert "OS entropy" not in table and "NOT PRIVATE" in table and "generator:dp_hybrid" in table
+    line = pate_lines(REPO / run["run_dir"])[0]
+    assert "NOT PRIVATE (seeded: generator:dp_hybrid)" in line
+
+
 def test_malformed_privacy_record_fails_before_any_output(run, tmp_path):
     synthetic = tmp_path / "run" / "synthetic"
     write_combined(synthetic, random_images(4))

@@ -72,6 +72,7 @@ def pool_privacy(entries: list[dict]) -> list[dict]:
             pooled[key] = {**entry, "teachers": 0}
         held = pooled[key]
         held["teachers"] += 1
+        held["seeded"] = bool(held.get("seeded")) or bool(entry.get("seeded"))  # one seeded teacher marks the pool
         rdp, other = held.get("rdp"), entry.get("rdp")
         if held.get("dp") and rdp and other:
             if list(rdp["orders"]) != list(other["orders"]):

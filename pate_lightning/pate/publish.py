@@ -32,7 +32,7 @@ PRIVACY_KEYS = frozenset({
     "answered_only_note", "data_dependent_released", "epsilon_data_dependent_released", "release", "release_refused", "note",
     # the ledger: scope and composed epsilons
     "privacy_scope", "scope_note", "epsilon_labels", "order_labels", "epsilon_end_to_end", "order_end_to_end",
-    "unbounded_by", "ledger",
+    "unbounded_by", "seeded_by", "ledger",
 })
 # one report entry per setting: a run with the same values of these replaces the earlier one
 RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers", "protocol", "student_method")
@@ -88,8 +88,18 @@ def read_privacy_stages(samples_path: Path) -> Optional[list[Any]]:
 def privacy_record(
     noise_fields: dict[str, Any], accounting_public: dict[str, Any], ledger: dict[str, Any]
 ) -> dict[str, Any]:
-    """The report's ``privacy`` block: how the noise was made, the accounting, the ledger's scope and totals."""
-    return {**noise_fields, **accounting_public, **ledger}
+    """The report's ``privacy`` block: how the noise was made, the accounting, the ledger's scope and totals.
+
+    A stage before the votes whose noise came from a seed (``ledger["seeded_by"]``) makes the run not private,
+    whatever the vote noise: ``private`` is false and the note names the stage.
+    """
+    seeded = ledger.get("seeded_by") or []
+    if not seeded:
+        return {**noise_fields, **accounting_public, **ledger}
+    stages = ", ".join(seeded)
+    note = (f"Stage {stages} drew its noise from a recorded seed: anyone with it can undo that noise, so this "
+            f"run is reproducible and NOT private. " + (noise_fields["noise_seed_note"] if not noise_fields["private"] else ""))
+    return {**noise_fields, "private": False, "noise_seed_note": note.strip(), **accounting_public, **ledger}
 
 
 def diagnostics_entry(

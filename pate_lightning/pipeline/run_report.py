@@ -172,6 +172,11 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _seeded(privacy: dict) -> list[str]:
+    """What drew its noise from a seed: the stages before the votes, then the votes themselves."""
+    return [*(privacy.get("seeded_by") or []), *(["vote noise"] if privacy.get("noise_seed") is not None else [])]
+
+
 def pate_lines(run_dir: Path) -> list[str]:
     report = _json(layout.pate_report_file(run_dir))
     if not report:
@@ -191,7 +196,7 @@ def pate_lines(run_dir: Path) -> list[str]:
                if privacy.get("data_dependent_released") else "(data-dep. not released)  ")
             + f"eps(end-to-end)={'unbounded' if end_to_end is None else _fmt(end_to_end, 2)}  "
             f"delta={privacy.get('delta')} conversion={privacy.get('conversion', '-')}  "
-            + ("NOT PRIVATE (seeded noise)  " if privacy.get("private") is False else "")
+            + (f"NOT PRIVATE (seeded: {', '.join(_seeded(privacy))})  " if privacy.get("private") is False else "")
             + f"student={run.get('student_method', 'supervised')}  accuracy={_fmt(student.get('test_accuracy'), 4)}"
             + _pretraining_note(student.get("pretraining"))
         )

@@ -127,9 +127,10 @@ def solve_noise_multiplier(
 
 
 def dp_sgd_privacy_entry(
-    noise_multiplier: float, sample_rate: float, steps: int, name: str, note: str
+    noise_multiplier: float, sample_rate: float, steps: int, name: str, note: str, seeded: bool = False
 ) -> dict:
-    """The privacy contract's entry for a DP-SGD generator (``rdp`` on ``DEFAULT_ORDERS``)."""
+    """The privacy contract's entry for a DP-SGD generator (``rdp`` on ``DEFAULT_ORDERS``); ``seeded``: noise or
+    sampling from a recorded seed (NOT PRIVATE)."""
     return {
         "stage": "generator",
         "name": name,
@@ -140,4 +141,5 @@ def dp_sgd_privacy_entry(
             "values": [float(v) for v in dp_sgd_rdp(noise_multiplier, sample_rate, steps)],
         },
         "note": note,
+        "seeded": bool(seeded),
     }

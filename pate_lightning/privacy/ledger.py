@@ -7,7 +7,9 @@ votes, the release) compose sequentially (the sum). The total is converted to (e
 A stage that reads private data without DP makes the total unbounded, and the ledger says which one.
 
 The entries follow the privacy contract between stages (``contract_entry``; docs/privacy.md):
-{"stage", "name", "reads_private_data", "dp", "rdp": null | {"orders", "values"}, "note"}.
+{"stage", "name", "reads_private_data", "dp", "rdp": null | {"orders", "values"}, "note", "seeded"}.
+``seeded`` (absent: false) says the stage drew its noise from a recorded seed: its epsilon is accounting
+only, since anyone with the seed can undo the noise, and every run that uses it is NOT PRIVATE.
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ def compose_parallel(curves: Sequence[ArrayLike]) -> np.ndarray:
 
 def contract_entry(
     *, stage: str, name: str, reads_private_data: bool, dp: bool, rdp: Optional[ArrayLike] = None,
-    orders: ArrayLike = analysis.DEFAULT_ORDERS, note: str = "",
+    orders: ArrayLike = analysis.DEFAULT_ORDERS, note: str = "", seeded: bool = False,
 ) -> dict[str, Any]:
-    """A JSON-ready entry of the privacy contract (infinite RDP written as null).
+    """A JSON-ready entry of the privacy contract (infinite RDP written as null); ``seeded``: noise from a seed.
 
     >>> contract_entry(stage="generator", name="public", reads_private_data=False, dp=False, note="font prior")["rdp"]
     """
@@ -73,7 +75,7 @@ def contract_entry(
         values = np.asarray(rdp, dtype=float)
         curve = {"orders": [float(o) for o in orders], "values": [None if math.isinf(v) else float(v) for v in values]}
     return {"stage": stage, "name": name, "reads_private_data": bool(reads_private_data), "dp": bool(dp),
-            "rdp": curve, "note": note}
+            "rdp": curve, "note": note, "seeded": bool(seeded)}
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Entry:
     dp: bool
     rdp: Optional[np.ndarray]
     note: str = ""
+    seeded: bool = False
 
     @property
     def unbounded(self) -> bool:
@@ -93,7 +96,7 @@ class Entry:
 
     def summary(self) -> dict[str, Any]:
         return {"stage": self.stage, "name": self.name, "reads_private_data": self.reads_private_data, "dp": self.dp,
-                "note": self.note}
+                "note": self.note, "seeded": self.seeded}
 
 
 def entry_from_contract(record: Any, grid: ArrayLike = analysis.DEFAULT_ORDERS) -> Entry:
@@ -103,9 +106,9 @@ def entry_from_contract(record: Any, grid: ArrayLike = analysis.DEFAULT_ORDERS) 
     missing = [key for key in ("stage", "name", "reads_private_data", "dp") if key not in record]
     if missing:
         raise ValueError(f"privacy stage entry {record!r} lacks {missing}")
-    reads, dp = record["reads_private_data"], record["dp"]
-    if not isinstance(reads, bool) or not isinstance(dp, bool):
-        raise ValueError(f"reads_private_data and dp must be true/false in {record!r}")
+    reads, dp, seeded = record["reads_private_data"], record["dp"], record.get("seeded", False)
+    if not isinstance(reads, bool) or not isinstance(dp, bool) or not isinstance(seeded, bool):
+        raise ValueError(f"reads_private_data, dp and seeded must be true/false in {record!r}")
     rdp = record.get("rdp")
     curve = None
     if dp and reads:
@@ -113,7 +116,7 @@ def entry_from_contract(record: Any, grid: ArrayLike = analysis.DEFAULT_ORDERS) 
             raise ValueError(f"stage {record['name']!r} says dp=true but has no rdp {{orders, values}}")
         values = [math.inf if value is None else value for value in rdp["values"]]
         curve = align(rdp["orders"], values, grid)
-    return Entry(str(record["stage"]), str(record["name"]), reads, dp, curve, str(record.get("note", "")))
+    return Entry(str(record["stage"]), str(record["name"]), reads, dp, curve, str(record.get("note", "")), seeded)
 
 
 class PrivacyLedger:
@@ -146,7 +149,7 @@ class PrivacyLedger:
 
     def step(
         self, *, stage: str, name: str, reads_private_data: bool = True, dp: bool = True,
-        rdp: Optional[ArrayLike] = None, orders: Optional[ArrayLike] = None, note: str = "",
+        rdp: Optional[ArrayLike] = None, orders: Optional[ArrayLike] = None, note: str = "", seeded: bool = False,
     ) -> None:
         """Add a stage. ``rdp``: (orders,) for one mechanism, or (teachers, orders) for per-teacher mechanisms on
         disjoint shards (composed in parallel); ``orders`` when they are not the ledger's."""
@@ -160,7 +163,7 @@ class PrivacyLedger:
             curve = align(self._orders if orders is None else orders, values, self._orders)
         elif rdp is not None:
             raise ValueError(f"stage {stage}:{name} has an rdp curve but is not DP on private data")
-        self._entries.append(Entry(stage, name, bool(reads_private_data), bool(dp), curve, note))
+        self._entries.append(Entry(stage, name, bool(reads_private_data), bool(dp), curve, note, bool(seeded)))
 
     def add_contract(self, records: Sequence[Any]) -> None:
         """Add the entries of a ``{"stages": [...]}`` privacy record (each a ``contract_entry``)."""
@@ -169,6 +172,11 @@ class PrivacyLedger:
     @property
     def unbounded_by(self) -> list[str]:
         return [f"{entry.stage}:{entry.name}" for entry in self._entries if entry.unbounded]
+
+    @property
+    def seeded_by(self) -> list[str]:
+        """The stages whose noise came from a recorded seed: any one makes the whole run NOT PRIVATE."""
+        return [f"{entry.stage}:{entry.name}" for entry in self._entries if entry.seeded]
 
     @property
     def rdp(self) -> np.ndarray:

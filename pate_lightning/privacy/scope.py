@@ -87,6 +87,7 @@ def end_to_end_privacy(
         "epsilon_end_to_end": total["epsilon"],
         "order_end_to_end": total["order"],
         "unbounded_by": total["unbounded_by"],
+        "seeded_by": whole.seeded_by,
         "ledger": [entry.summary() for entry in whole.entries],
     }
 

@@ -226,5 +226,6 @@ class DPTeacherVAEModule(TeacherVAEModule):
                 "history_note": "the loss history is measured on the private shard without noise: not covered by epsilon",
             },
             # the family's name (per_teacher or hybrid), so the ledger says which generator paid
-            "privacy": dp_sgd_privacy_entry(self.sigma, self.sample_rate, steps, self.hparams.generator, note),
+            "privacy": dp_sgd_privacy_entry(self.sigma, self.sample_rate, steps, self.hparams.generator, note,
+                                            seeded=not private),
         }
