@@ -150,3 +150,13 @@ def sha256_file(path: str | os.PathLike) -> str:
 def sha256_json(obj: Any) -> str:
     """Hash of a JSON-serialisable object with sorted keys: the settings hash of a stage."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def move_if_absent(source: str | os.PathLike, target: str | os.PathLike) -> bool:
+    """Move ``source`` to ``target`` (one rename, atomic on one file system) where only the source exists."""
+    source, target = Path(source), Path(target)
+    if not source.exists() or target.exists():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    return True

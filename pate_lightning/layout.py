@@ -191,7 +191,22 @@ def pate_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "pate"
 
 
+# everything computed from private data without noise lives under one folder of the run, never named from a
+# publishable file: raw vote counts, diagnostics from them, loss plots of private shards (docs/privacy.md)
+PRIVATE = "private"
+
+
+def private_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / PRIVATE
+
+
 def votes_file(run_dir: Path, query_source: str) -> Path:
+    """Raw (un-noised) vote counts: private."""
+    return private_dir(run_dir) / f"votes_{query_source}.pt"
+
+
+def legacy_votes_file(run_dir: Path, query_source: str) -> Path:
+    """Where runs before the ``private/`` folder kept the vote counts (moved on the next ``pate``)."""
     return pate_dir(run_dir) / f"votes_{query_source}.pt"
 
 
@@ -201,6 +216,10 @@ def pate_report_file(run_dir: Path) -> Path:
 
 def pate_diagnostics_file(run_dir: Path) -> Path:
     """Values from the un-noised votes: never published (see pate/publish.py)."""
+    return private_dir(run_dir) / "pate_diagnostics.json"
+
+
+def legacy_pate_diagnostics_file(run_dir: Path) -> Path:
     return pate_dir(run_dir) / "diagnostics.json"
 
 
@@ -224,3 +243,8 @@ def figures_dir(run_dir: Path) -> Path:
 
 def figure_file(run_dir: Path, name: str) -> Path:
     return figures_dir(run_dir) / f"{name}.png"
+
+
+def private_figure_file(run_dir: Path, name: str) -> Path:
+    """A picture of un-noised private values (a shard's loss curves): private."""
+    return private_dir(run_dir) / "figures" / f"{name}.png"

@@ -31,11 +31,11 @@ def read_report(run):
 
 
 def read_diagnostics(run):
-    return json.loads((REPO / run["run_dir"] / "pate" / "diagnostics.json").read_text())
+    return json.loads((REPO / run["run_dir"] / "private" / "pate_diagnostics.json").read_text())
 
 
 def test_mnist_test_report_then_a_second_mechanism_reuses_the_votes(run, capsys):
-    result = pate_command(**run, num_queries=15, mechanism="gnmax", sigma=0.1, seed=42)
+    result = pate_command(**run, num_queries=15, mechanism="gnmax", sigma=0.1, seed=42, diagnostics=True)
     report, diagnostics = read_report(run), read_diagnostics(run)
     assert report["runs"] == [result]
     assert result["query_source"] == "mnist_test" and result["queries_available"] == 20  # first half of 40
@@ -63,7 +63,7 @@ def test_mnist_test_report_then_a_second_mechanism_reuses_the_votes(run, capsys)
     student = result["student"]
     assert student["sizes"] == {"train": 12, "val": 3, "test": 20} and student["epochs"] == 1
     assert 0 <= student["test_accuracy"] <= 1 and len(student["test_accuracy_per_class"]) == 10
-    assert result["votes"]["rows_counted"] == 15 and (REPO / run["run_dir"] / "pate/votes_mnist_test.pt").is_file()
+    assert result["votes"]["rows_counted"] == 15 and (REPO / run["run_dir"] / "private/votes_mnist_test.pt").is_file()
     assert "Theorem 23" in report["note"] and "not itself privately released" in report["note"]
     assert report["anchors"][0]["epsilon"] == 2.04
     table = capsys.readouterr().out
@@ -99,7 +99,7 @@ def test_synthetic_queries_report_agreement_with_the_generating_teachers(run, tm
     # no synthetic metadata with a privacy record: the queries are not private
     assert result["privacy"]["privacy_scope"] == "labels_only_queries_not_private"
     assert result["privacy"]["epsilon_end_to_end"] is None and result["privacy"]["epsilon_labels"] > 0
-    assert (tmp_path / "run" / "pate" / "votes_synthetic.pt").is_file()
+    assert (tmp_path / "run" / "private" / "votes_synthetic.pt").is_file()
 
 
 def test_two_unseeded_runs_draw_different_noise(run, capsys):
@@ -211,6 +211,21 @@ def test_run_report_prints_scope_and_seeded_runs_as_not_private(run):
     assert "conversion=balle2020" in lines[0] and "eps(released)=" in lines[0]
 
 
+def test_un_noised_values_stay_in_private_and_print_only_on_request(run, capsys):
+    pate_dir, private = REPO / run["run_dir"] / "pate", REPO / run["run_dir"] / "private"
+    pate_command(**run, num_queries=5, mechanism="gnmax", sigma=0.1, seed=3)
+    (private / "votes_mnist_test.pt").rename(pate_dir / "votes_mnist_test.pt")  # where runs before private/ kept it
+    again = pate_command(**run, num_queries=5, mechanism="gnmax", sigma=0.1, seed=3)
+    assert again["votes"]["rows_from_cache"] == 5  # the old cache was moved into private/ and used
+    assert not [p.name for p in pate_dir.iterdir() if "votes" in p.name or "diagnostics" in p.name]
+    assert {"votes_mnist_test.pt", "pate_diagnostics.json"} <= {p.name for p in private.iterdir()}
+    assert "private/" not in (pate_dir / "report.json").read_text() and "votes_" not in (pate_dir / "report.json").read_text()
+    table = capsys.readouterr().out
+    assert "[diag]" not in table and "--diagnostics true" in table
+    pate_command(**run, num_queries=5, mechanism="gnmax", sigma=0.1, seed=3, diagnostics=True)
+    assert "[diag] plurality acc" in capsys.readouterr().out
+
+
 def test_runs_from_before_the_split_move_to_the_diagnostics(run):
     pate_dir = REPO / run["run_dir"] / "pate"
     pate_dir.mkdir(parents=True)
@@ -282,7 +297,7 @@ def test_cli_error_is_one_paragraph(run):
 def test_votes_are_bounded_per_teacher_chunk(run):
     # the vote counts do not depend on how the teachers are chunked or the images batched
     one = pate_command(**run, num_queries=6, mechanism="gnmax", sigma=0.1, teacher_chunk=1, vote_batch_size=2)
-    (REPO / run["run_dir"] / "pate/votes_mnist_test.pt").unlink()
+    (REPO / run["run_dir"] / "private/votes_mnist_test.pt").unlink()
     three = pate_command(**run, num_queries=6, mechanism="gnmax", sigma=0.1, teacher_chunk=3, vote_batch_size=64)
     assert one["answered_label_counts"] == three["answered_label_counts"] == [0, 0, 0, 6, 0, 0, 0, 0, 0, 0]
 
@@ -302,7 +317,7 @@ def test_real_mnist_chain_three_teachers(tmp_path, mnist_dir):
     )
     assert result["num_teachers"] == 3 and result["queries_answered"] == 300
     # three weak teachers still agree with the truth far more often than chance
-    diagnostic = json.loads((run_dir / "pate" / "diagnostics.json").read_text())["runs"][-1]
+    diagnostic = json.loads((run_dir / "private" / "pate_diagnostics.json").read_text())["runs"][-1]
     assert diagnostic["plurality_accuracy"] > 0.6 and result["label_accuracy"] > 0.6
     assert result["student"]["sizes"]["test"] == 5000 and result["student"]["test_accuracy"] > 0.3
     assert result["votes"]["teacher_images_per_second"] > 0

@@ -78,4 +78,4 @@ def test_true_labels_of_the_query_pool_never_reach_the_student(tmp_path):
     assert clean_run["protocol"] == "papers" and clean_run["student_method"] == "fixmatch"
     report = json.loads((tmp_path / "clean/run/pate/report.json").read_text())
     assert report["runs"][0]["student"]["test_set"] == "the last 4 MNIST test images (never queried)"
-    assert (tmp_path / "clean/run/pate/votes_mnist_test_papers.pt").is_file()
+    assert (tmp_path / "clean/run/private/votes_mnist_test_papers.pt").is_file()

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import torch
 
 from pate_lightning import layout
+from pate_lightning.io import move_if_absent
 from pate_lightning.pate.aggregate import (Accounting, Mechanism, account, aggregate, check_conversion, check_delta, plurality,
                                           refused_release)
 from pate_lightning.pate.publish import diagnostics_entry, privacy_record, read_privacy_stages
@@ -66,6 +67,7 @@ def pate_command(
     vote_batch_size: int = 128,
     accelerator: str = "auto",
     seed: Optional[int] = None,
+    diagnostics: bool = False,
 ) -> dict[str, Any]:
     """Label queries by noisy teacher votes, account their privacy, train a student, write pate/report.json.
 
@@ -96,6 +98,8 @@ def pate_command(
         accelerator: auto, cpu, gpu, cuda or mps (voting and student).
         seed: null (default): privacy noise from OS entropy, recorded nowhere. An int seeds the noise, the release
             draw, the synthetic query subset and the student: reproducible, and every report says NOT PRIVATE.
+        diagnostics: also print the columns computed from the un-noised votes (marked [diag], not for release);
+            they are written to {run_dir}/private/pate_diagnostics.json either way.
     """
     started = time.perf_counter()
     # every setting and input is checked before anything is written
@@ -132,15 +136,17 @@ def pate_command(
     test = holdout_set(data_dir, protocol, dataset)
     public = None if student.pretrain == "none" else public_pretraining_set(student.pretrain, data_dir)
     votes_path = layout.votes_file(root, votes_name(query_source, protocol))
+    # runs before the private/ folder kept the raw votes and diagnostics beside report.json: move them there
+    move_if_absent(layout.legacy_votes_file(root, votes_name(query_source, protocol)), votes_path)
+    move_if_absent(layout.legacy_pate_diagnostics_file(root), layout.pate_diagnostics_file(root))
 
     result = cached_votes(votes_path, teachers_root, ids, queries.images, asked,
                           normalization, teacher_chunk, vote_batch_size, device)
     votes = result.votes  # (Q, 10)
     run, labels, answered, accounting = label_queries(queries, asked, votes, ids, chosen, noise, delta, conversion,
                                                       release, stages, sampling_seed, protocol, student.description)
-    diagnostics = diagnostics_entry(run, accounting.diagnostics, *vote_diagnostics(queries, asked, votes, labels, answered))
-    run["votes"] = {
-        "file": str(votes_path),
+    private_entry = diagnostics_entry(run, accounting.diagnostics, *vote_diagnostics(queries, asked, votes, labels, answered))
+    run["votes"] = {  # the cache's path is not named here: report.json never points into private/
         "rows_counted": result.computed,
         "rows_from_cache": len(asked) - result.computed,
         "seconds": round(result.seconds, 3),
@@ -159,8 +165,8 @@ def pate_command(
         run["student"] = None
         log.warning("pate: no query was answered (lower threshold or ask more queries); no student trained")
     run["seconds"] = round(time.perf_counter() - started, 2)
-    report, kept = write_report(layout.pate_report_file(root), layout.pate_diagnostics_file(root), run, diagnostics)
-    print(format_table(report, kept))
+    report, kept = write_report(layout.pate_report_file(root), layout.pate_diagnostics_file(root), run, private_entry)
+    print(format_table(report, kept if diagnostics else None))
     return run
 
 

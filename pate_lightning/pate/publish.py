@@ -1,4 +1,4 @@
-"""What a PATE run may publish (``pate/report.json``) and what it may not (``pate/diagnostics.json``).
+"""What a PATE run may publish (``pate/report.json``) and what it may not (``private/pate_diagnostics.json``).
 
 The report holds the mechanism and its public parameters, counts of queries asked and answered, the noisy
 labels' class counts and accuracy against public truth, epsilons that are functions of public parameters

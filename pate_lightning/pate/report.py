@@ -1,4 +1,4 @@
-"""``pate/report.json`` and ``pate/diagnostics.json`` (one entry per setting) and the table printed from them."""
+"""``pate/report.json`` and ``private/pate_diagnostics.json`` (one entry per setting) and the table printed from them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ANCHORS = [
      "student_accuracy": 0.992},
 ]
 REPORT_NOTE = (
-    "Publishable values only; values computed from the un-noised votes are in diagnostics.json (not for release). "
+    "Publishable values only; values computed from the un-noised votes are kept apart, not for release. "
     "epsilon_data_independent: Renyi-DP of the noisy votes fixed before the run (every asked query charged in "
     "full), converted to (epsilon, delta) by the named conversion. epsilon_labels adds the cost of releasing the "
     "data-dependent epsilon; epsilon_end_to_end composes every stage that read private data (null where one is "
@@ -149,9 +149,13 @@ def release_line(run: dict[str, Any]) -> str:
 
 
 def format_table(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] = None) -> str:
-    """The runs, then the published anchors in brackets, then what the columns mean."""
-    rows = [COLUMNS, *table_rows(report, diagnostics)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    """The runs, then the published anchors in brackets, then what the columns mean.
+
+    The ``[diag]`` columns (from the un-noised votes) are shown only when ``diagnostics`` is given.
+    """
+    shown = len(COLUMNS) if diagnostics is not None else sum(not c.startswith(DIAGNOSTIC) for c in COLUMNS)
+    rows = [row[:shown] for row in (COLUMNS, *table_rows(report, diagnostics))]
+    widths = [max(len(row[i]) for row in rows) for i in range(shown)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     last = report["runs"][-1]["privacy"] if report["runs"] else {}
@@ -163,7 +167,9 @@ def format_table(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] =
         "eps released: one noisy draw of the data-dependent epsilon (the private figure); eps labels: votes + the "
         "release's cost; eps end-to-end: every stage that read private data (unbounded if one is not DP). "
         "The anchors' epsilons are the papers' data-dependent ones.",
-        f"{DIAGNOSTIC} columns come from pate/diagnostics.json: computed from the un-noised votes, NOT FOR RELEASE.",
+        f"{DIAGNOSTIC} columns come from private/pate_diagnostics.json: computed from the un-noised votes, NOT FOR RELEASE."
+        if diagnostics is not None else
+        "Values from the un-noised votes are in private/pate_diagnostics.json (not for release; --diagnostics true prints them).",
         *(release_line(run) for run in report["runs"]),
         *(f"  {run['mechanism_description']}: {NOT_PRIVATE} ({run['privacy']['noise_seed_note']})"
           for run in report["runs"] if run["privacy"].get("private") is False),

@@ -230,6 +230,9 @@ def pipeline_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run_dir", help="override the config's run_dir")
     parser.add_argument("--summary", type=_bool, default=True, metavar="{true,false}",
                         help="print the closing table and write the pictures (default true)")
+    parser.add_argument("--diagnostics", type=_bool, default=False, metavar="{true,false}",
+                        help="the closing table also shows values read from the shards without noise, marked [diag] "
+                             "(not for release), and writes their loss curves under private/figures (default false)")
     parser.add_argument("--no-summary", dest="summary", action="store_false", help=argparse.SUPPRESS)
     return parser
 
@@ -241,4 +244,4 @@ def pipeline_main(argv: list[str]) -> None:
     if args.summary:
         from pate_lightning.pipeline.run_report import print_run_report
 
-        print_run_report(pipeline.run_dir)
+        print_run_report(pipeline.run_dir, diagnostics=args.diagnostics)

@@ -1,8 +1,10 @@
 """The closing summary of a run: one table over teachers and stages, and the pictures.
 
 Reads only the files the stages wrote (reports, datasets); writes PNGs under ``figures/``:
-each teacher's kept samples with their labels, rejected samples grouped by reason, loss
-curves, and the selection funnel over all teachers.
+each teacher's kept samples with their labels, rejected samples grouped by reason and the selection
+funnel over all teachers. Values computed from a private shard without noise (teacher accuracies, the
+VAE's reconstruction and KL, the guide's criteria, loss curves) appear only on request
+(``diagnostics=True``), marked ``[diag]``, and their pictures go under ``private/figures/``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pate_lightning import layout  # noqa: E402
 from pate_lightning.io import write_bytes  # noqa: E402
 
 FUNNEL_STEPS = ("pool", "confident", "non_memorized", "diverse", "kept")
+DIAGNOSTIC = "[diag]"  # a column or picture from un-noised private values: not for release
 CRITERIA_SHORT = {"mean_confidence": "conf", "diversity_ratio": "div", "min_nn_distance": "nn", "class_histogram_l1": "hist"}
 
 
@@ -116,7 +119,7 @@ def loss_curves(run_dir: Path, teacher_id: int) -> Optional[Path]:
     axes[1].set_title("classifier", fontsize=9)
     axes[1].set_xlabel("epoch")
     fig.suptitle(f"teacher {teacher_id}", fontsize=9)
-    return _save(fig, layout.figure_file(run_dir, f"losses_teacher_{teacher_id}"))
+    return _save(fig, layout.private_figure_file(run_dir, f"losses_teacher_{teacher_id}"))  # shard losses, no noise
 
 
 def funnel_chart(run_dir: Path, teacher_ids: list[int]) -> Optional[Path]:
@@ -146,7 +149,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def teacher_rows(run_dir: Path, teacher_ids: list[int]) -> list[list[str]]:
+def teacher_header(diagnostics: bool) -> list[str]:
+    private = ["clf acc", "vae recon", "vae kl", *CRITERIA_SHORT.values(), "agree"]
+    return ["teacher", "pool", "kept", *([f"{DIAGNOSTIC} {name}" for name in private] if diagnostics else [])]
+
+
+def teacher_rows(run_dir: Path, teacher_ids: list[int], diagnostics: bool = False) -> list[list[str]]:
+    """Per teacher: pool and kept counts, then (``diagnostics``) the values read from its shard without noise."""
     rows = []
     for teacher_id in teacher_ids:
         classifier = _json(layout.classifier_report_file(layout.classifiers_root(run_dir), teacher_id)) or {}
@@ -154,13 +163,13 @@ def teacher_rows(run_dir: Path, teacher_ids: list[int]) -> list[list[str]]:
         selection = _json(layout.selection_report_file(run_dir, teacher_id)) or {}
         evaluation = _json(layout.evaluation_report_file(run_dir, teacher_id)) or {}
         criteria = evaluation.get("criteria", {})
-        cells = [str(teacher_id), _fmt(classifier.get("test_accuracy")), _fmt(vae.get("recon"), 1), _fmt(vae.get("kl"), 1),
-                 _fmt(selection.get("pool_size")), _fmt(selection.get("kept"))]
-        for name in CRITERIA_SHORT:
-            entry = criteria.get(name) or {}
-            cells.append("-" if not entry else ("PASS" if entry.get("passed") else "FAIL"))
-        agreement = (criteria.get("agreement_rate") or {}).get("value")
-        cells.append(_fmt(agreement))
+        cells = [str(teacher_id), _fmt(selection.get("pool_size")), _fmt(selection.get("kept"))]
+        if diagnostics:
+            cells += [_fmt(classifier.get("test_accuracy")), _fmt(vae.get("recon"), 1), _fmt(vae.get("kl"), 1)]
+            for name in CRITERIA_SHORT:
+                entry = criteria.get(name) or {}
+                cells.append("-" if not entry else ("PASS" if entry.get("passed") else "FAIL"))
+            cells.append(_fmt((criteria.get("agreement_rate") or {}).get("value")))
         rows.append(cells)
     return rows
 
@@ -210,22 +219,30 @@ def _pretraining_note(pretraining: dict | None) -> str:
     return f" (public pretraining alone on {pretraining.get('set')}: {_fmt(pretraining.get('test_accuracy'), 4)})"
 
 
-def family_line(run_dir: Path, teacher_ids: list[int]) -> str:
+def family_line(run_dir: Path, teacher_ids: list[int], diagnostics: bool = False) -> str:
     """Which generator family made the candidates, from the teachers' training reports."""
     families = sorted({(_json(layout.vae_report_file(run_dir, t)) or {}).get("generator", "per_teacher") for t in teacher_ids})
-    return (f"generator family: {', '.join(families) or '-'}; the criteria columns (conf, div, nn, hist, agree) read "
-            "each teacher's shard without DP: diagnostics, not for release")
+    marked = (f"{DIAGNOSTIC} columns and private/figures/ read each teacher's shard without noise (the VAE's losses "
+              "even for DP generators): diagnostics, NOT FOR RELEASE" if diagnostics else
+              "values read from the shards without noise (teacher accuracies, VAE losses, criteria) are shown only "
+              "with --diagnostics true")
+    return f"generator family: {', '.join(families) or '-'}; {marked}"
 
 
-def print_run_report(run_dir: str | Path) -> str:
-    """Print (and return) the summary table, write the pictures and list their paths."""
+def print_run_report(run_dir: str | Path, diagnostics: bool = False) -> str:
+    """Print (and return) the summary table, write the pictures and list their paths.
+
+    ``diagnostics``: also the values read from the shards without noise, marked, and their loss curves
+    under ``private/figures/``.
+    """
     run_dir = Path(run_dir)
     teacher_ids = teacher_ids_in(run_dir)
-    header = ["teacher", "clf acc", "vae recon", "vae kl", "pool", "kept", *CRITERIA_SHORT.values(), "agree"]
-    text = [format_table(header, teacher_rows(run_dir, teacher_ids)), family_line(run_dir, teacher_ids), *pate_lines(run_dir)]
+    text = [format_table(teacher_header(diagnostics), teacher_rows(run_dir, teacher_ids, diagnostics)),
+            family_line(run_dir, teacher_ids, diagnostics), *pate_lines(run_dir)]
     pictures = []
     for teacher_id in teacher_ids:
-        pictures += [kept_grid(run_dir, teacher_id), rejected_grid(run_dir, teacher_id), loss_curves(run_dir, teacher_id)]
+        pictures += [kept_grid(run_dir, teacher_id), rejected_grid(run_dir, teacher_id),
+                     loss_curves(run_dir, teacher_id) if diagnostics else None]
     pictures.append(funnel_chart(run_dir, teacher_ids))
     pictures = [p for p in pictures if p is not None]
     text.append("pictures:\n" + "\n".join(f"  {p}" for p in pictures) if pictures else "pictures: none")
