@@ -12,6 +12,7 @@ from experiments import student_repeats as repeats
 from experiments import student_repeats_table as table
 from pate_lightning.pate.aggregate import Mechanism
 from pate_lightning.pate.queries import QuerySet
+from tests.conftest import REPO
 from tests.test_student import separable_digits
 
 
@@ -112,7 +113,8 @@ def test_true_label_variants_are_never_chosen_and_are_marked():
         return {"row": "b", "variant": variant, "description": "d", "selection_held_out": True,
                 "true_labels": true_labels, "runs": 2, "test_mean": 0.99, "test_sd": 0.001, "test_min": 0.98,
                 "test_max": 0.99, "selection_mean": selection, "selection_runs": 2, "answered_mean": 290,
-                "label_accuracy_mean": 0.97, "epsilon_labels": 3.85, "epsilon_released_max": 1.5,
+                "label_accuracy_mean": 0.97, "epsilon_labels": 3.85, "epsilon_labels_all_runs_composed": 5.4,
+                "epsilon_released_max": 1.5,
                 "public_only_mean": 0.9, "seconds_by_device": {"CPU": 800.0}}
 
     groups = [group("fix120_filter_ho", 0.98, False), group("fix120_oracle_ho", 0.995, True)]
@@ -220,3 +222,17 @@ def test_a_table_grows_from_an_earlier_table_json_and_shows_single_view_scores(t
     text = table.markdown(groups, table.chosen_variants(groups))
     assert "| 98.10% / 99.10% |" in text and "(no test views)" in text
     assert table.chosen_variants(groups)["b"]["variant"] == "fix120_crop_tta_ho"
+
+
+def test_a_figure_over_k_runs_states_the_k_releases_composed():
+    committed = json.loads((REPO / "docs/results/student_repeats.json").read_text())
+    for row in ("a", "b"):
+        one_run = next(r["epsilon_labels"] for r in committed["runs"] if r["row"] == row)
+        assert table.composed_epsilon(row, 1) == pytest.approx(one_run, rel=1e-9)  # the ledger reproduces one run
+    # eight releases of the same votes: composed in RDP and converted once, far above one run, below 8 x one run
+    eight = table.composed_epsilon("b", 8)
+    assert 3 * table.composed_epsilon("b", 1) < eight < 8 * table.composed_epsilon("b", 1)
+    groups = table.groups([r for r in committed["runs"] if r["row"] == "b"][:3])
+    assert groups[0]["epsilon_labels_all_runs_composed"] == pytest.approx(table.composed_epsilon("b", groups[0]["runs"]))
+    text = table.markdown(groups, {})
+    assert "ε of the runs composed" in text and "the guarantee of one run" in text
