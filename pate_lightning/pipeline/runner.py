@@ -100,11 +100,15 @@ def run_stage(
     data.setup(method)
     run_dir = data.run_dir
 
-    def work(placement: teacher_parallel.Placement) -> list[int]:
+    def plan() -> list[int]:
+        """Run once (rank 0), before any rank writes, so every rank shares out the same teachers."""
         todo = pending_teachers(stage.name, run_dir, data.selected, overwrite)
         skipped = len(data.selected) - len(todo)
-        if skipped and placement.global_rank == 0:
+        if skipped:
             log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage.name, skipped)
+        return todo
+
+    def work(placement: teacher_parallel.Placement, todo: list[int]) -> list[int]:
         mine = placement.share(todo)
         size = ensemble_size if ensemble_size is not None else default_ensemble_size(placement.accelerator, stage.name)
         groups = teacher_groups(mine, {t: len(data.shards[t]) for t in mine}, size)
@@ -127,7 +131,7 @@ def run_stage(
             log.info(progress.advance(len(group)))
         return mine
 
-    placement, _ = teacher_parallel.launch(trainer_config, work)
+    placement, _ = teacher_parallel.launch(trainer_config, plan, work)
     if placement.global_rank == 0:
         summary.record_stage(run_dir, stage.name, data.selected, world_size=placement.world_size)
 
