@@ -51,3 +51,23 @@ def test_ranks_with_fewer_groups_or_none_do_not_hang(tmp_path):
     fit(tmp_path / "one", data_dir, 2, 1, "--data.teacher_ids=[0]", timeout=150)
     assert (tmp_path / "one/teacher_vaes/teacher_0/decoder.pth").is_file()
     assert not (tmp_path / "one/teacher_vaes/teacher_1").exists()
+
+
+def test_pipeline_on_two_processes_runs_the_other_stages_once(tmp_path):
+    """Both processes ran evaluate, combine and pate: two noisy releases of the same votes, one accounted for."""
+    import yaml
+
+    from tests.test_pipeline import tiny_config
+
+    path, config = tiny_config(tmp_path)
+    config["devices"] = 2
+    path.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "pate_lightning", "pipeline", "--config", str(path), "--summary", "false"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "teacher_classifier rank 1" in out  # the teachers really were split over two processes
+    for stage in ("evaluate", "combine", "pate"):
+        assert out.count(f"] {stage}: running") == 1, stage
+    assert out.count("all stages done") == 1
+    assert (tmp_path / "run/pate/report.json").is_file()

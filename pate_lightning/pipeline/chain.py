@@ -121,12 +121,17 @@ class Pipeline:
         self.config.setdefault("run_dir", ".")
         self.run_dir = Path(self.config["run_dir"])
         self.from_stage = from_stage
+        from pate_lightning.pipeline.teacher_parallel import is_global_zero
+
+        # False in a teacher-parallel process other than the first (it re-runs this command; see run())
+        self.rank_zero = is_global_zero()
 
     def _state(self) -> dict[str, Any]:
         path = layout.pipeline_state_file(self.run_dir)
         return read_json(path) if path.exists() else {}
 
     def run(self) -> dict[str, Any]:
+        rank_zero = self.rank_zero
         state = self._state()
         previous_hash = ""
         forced = False
@@ -142,6 +147,10 @@ class Pipeline:
                 settings = lightning_stage_config(stage, self.config, self.config_path.parent)
             digest = sha256_json({"stage": stage.name, "settings": settings, "previous": previous_hash})
             previous_hash = digest
+            if not rank_zero and stage.kind == "command":
+                # another teacher-parallel process: it re-runs the pipeline only to train its share of the
+                # fit/predict stages; a command (votes, student, reports) runs once, in rank 0
+                continue
             record = state.get(stage.name, {})
             if not forced and record.get("hash") == digest and record.get("status") == "done":
                 log.info("[pipeline %d/%d] %s: up to date, skipped", number, len(STAGES), stage.name)
@@ -151,7 +160,8 @@ class Pipeline:
             log.info("[pipeline %d/%d] %s: running%s (elapsed %.0fs)", number, len(STAGES), stage.name,
                      " (overwrite)" if overwrite else "", time.perf_counter() - started)
             state[stage.name] = {"hash": digest, "status": "running"}
-            write_json(layout.pipeline_state_file(self.run_dir), state)
+            if rank_zero:
+                write_json(layout.pipeline_state_file(self.run_dir), state)
             stage_started = time.perf_counter()
             try:
                 if stage.kind == "command":
@@ -169,9 +179,11 @@ class Pipeline:
                 "hash": digest, "status": "done", "seconds": round(time.perf_counter() - stage_started, 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": record.get("runs", 0) + 1,
             }
-            write_json(layout.pipeline_state_file(self.run_dir), state)
+            if rank_zero:
+                write_json(layout.pipeline_state_file(self.run_dir), state)
             forced = forced or overwrite  # stages after a re-run one see new inputs
-        log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
+        if rank_zero:
+            log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
         return state
 
 
@@ -238,7 +250,7 @@ def pipeline_main(argv: list[str]) -> None:
     args = pipeline_parser().parse_args(argv)
     pipeline = Pipeline(args.config, args.from_stage, args.run_dir)
     pipeline.run()
-    if args.summary:
+    if args.summary and pipeline.rank_zero:
         from pate_lightning.pipeline.run_report import print_run_report
 
         print_run_report(pipeline.run_dir)
