@@ -140,8 +140,12 @@ def _resume(
     stage: Stage, run_dir: Path, group: list[int], model: LightningModule, data: LightningDataModule,
     ckpt_path: Optional[str],
 ) -> Optional[str]:
-    """``ckpt_path``, else the group's ``last.ckpt`` when it was interrupted after a checkpoint."""
+    """``ckpt_path``, else the group's ``last.ckpt`` when it was interrupted after a checkpoint; either must hold
+    this group's teachers, trained with these settings."""
     if ckpt_path is not None:
+        if not Path(ckpt_path).is_file():
+            raise PateError("--ckpt_path: checkpoint not found. Check the path.", ckpt_path)
+        resumable(Path(ckpt_path), model, data)
         return ckpt_path
     path = layout.checkpoints_dir(run_dir, stage.name, group) / LAST
     if not resumable(path, model, data):
