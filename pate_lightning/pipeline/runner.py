@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from pate_lightning import layout
 from pate_lightning.pipeline import stage_table, summary
@@ -96,6 +97,13 @@ def run_stage(
         raise ValueError(f"checkpoint_every_n_epochs must be >= 1, got {checkpoint_every}")
     if method != stage.kind:
         raise PateError(f"stage {stage.name} runs with `pate-lightning {stage.kind}`, not {method} ({stage.config}).")
+    strategy = trainer_config.get("strategy")
+    if strategy not in (None, "auto") and teacher_parallel.is_global_zero():
+        log.warning(
+            "[%s] --trainer.strategy %s is not used: teachers share no weights, so they are trained teacher-parallel "
+            "(each process trains its own teachers on one device and no gradient is averaged across teachers); "
+            "--trainer.devices N runs N such processes.", stage.name, strategy if isinstance(strategy, str) else type(strategy).__name__,
+        )
     data.prepare_data()
     data.setup(method)
     run_dir = data.run_dir
@@ -180,6 +188,20 @@ class PateCLI(LightningCLI):
         # LightningCLI warns when given both args and sys.argv; sys.argv must stay intact
         # because the teacher-parallel launcher re-runs it in child processes.
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
+        try:
+            self._parse(argv)
+        except MisconfigurationException as error:
+            # e.g. --trainer.accelerator gpu on a machine without one: Lightning's reason in one paragraph, exit 2
+            trainer = getattr(getattr(self, "config", None), "trainer", None)
+            chosen = f" (accelerator {trainer.accelerator!r}, devices {trainer.devices!r})" if trainer is not None else ""
+            raise PateError(
+                f"trainer settings{chosen}: Lightning cannot run them on this machine: {str(error).rstrip('.!')}. "
+                f"Use --trainer.accelerator cpu, or auto to use a GPU only where there is one."
+            ) from None
+        if run:
+            self.run_stage()
+
+    def _parse(self, argv: list[str]) -> None:
         super().__init__(
             model_class=LightningModule,
             datamodule_class=LightningDataModule,
@@ -195,8 +217,6 @@ class PateCLI(LightningCLI):
             args=argv[1:],
             run=False,
         )
-        if run:
-            self.run_stage()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--overwrite", type=bool, default=False, help="Redo teachers whose outputs exist.")
