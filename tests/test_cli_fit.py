@@ -90,3 +90,29 @@ def test_strategy_is_named_as_unused_because_teachers_train_teacher_parallel(tmp
                           "--trainer.strategy=ddp"))
     assert "--trainer.strategy ddp is not used" in caplog.text and "teacher-parallel" in caplog.text
     assert (tmp_path / "run/teacher_vaes/teacher_0/decoder.pth").is_file()
+
+
+def test_done_markers_know_their_settings_and_fast_dev_run_marks_nothing_done(tmp_path, capsys):
+    """A rerun with --trainer.max_epochs 2 said "1 teachers already done, skipped"; a fast_dev_run's report counted."""
+    data_dir = write_fake_mnist(tmp_path / "data", train=120)
+    run_dir = tmp_path / "run"
+    tiny = ["--data.num_teachers=4", "--data.teacher_ids=[0]", "--model.hidden_dims=[16]", "--model.latent_dim=4"]
+    report = run_dir / "teacher_vaes/teacher_0/training_report.json"
+
+    cli_main(fit_args(run_dir, data_dir, *tiny, "--trainer.fast_dev_run=true"))
+    assert not report.exists()  # fast_dev_run: nothing counts as done
+    cli_main(fit_args(run_dir, data_dir, *tiny, "--trainer.max_epochs=1"))
+    assert json.loads(report.read_text())["epochs"] == 1  # trained, not skipped
+
+    with pytest.raises(SystemExit) as exited:
+        cli_main(fit_args(run_dir, data_dir, *tiny, "--trainer.max_epochs=2"))
+    assert exited.value.code == 2
+    message = capsys.readouterr().err
+    assert "teacher 0's teacher_vae outputs were made with other settings (trainer.max_epochs: 1 -> 2)" in message
+    assert json.loads(report.read_text())["epochs"] == 1  # kept
+
+    cli_main(fit_args(run_dir, data_dir, *tiny, "--trainer.max_epochs=2", "--overwrite=true"))
+    assert json.loads(report.read_text())["epochs"] == 2
+    stamp = report.stat().st_mtime_ns
+    cli_main(fit_args(run_dir, data_dir, *tiny, "--trainer.max_epochs=2"))  # same settings: skipped, untouched
+    assert report.stat().st_mtime_ns == stamp

@@ -30,7 +30,7 @@ from pate_lightning import layout
 from pate_lightning.pipeline import stage_table, summary
 from pate_lightning.pipeline.group_checkpoint import LAST, GroupCheckpoint, resumable
 from pate_lightning.errors import PateError
-from pate_lightning.pipeline import teacher_parallel
+from pate_lightning.pipeline import teacher_parallel, teacher_settings
 from pate_lightning.pipeline.teacher_groups import Progress, default_ensemble_size, pending_teachers, teacher_groups
 from pate_lightning.pipeline.stage_table import Stage
 
@@ -108,9 +108,13 @@ def run_stage(
     data.setup(method)
     run_dir = data.run_dir
 
+    settings = teacher_settings.output_settings(model.hparams, data.hparams, trainer_config)
+    # fast_dev_run checks that a stage runs; what it writes is not a teacher's outputs and must not count as done
+    trial = bool(trainer_config.get("fast_dev_run"))
+
     def plan() -> list[int]:
         """Run once (rank 0), before any rank writes, so every rank shares out the same teachers."""
-        todo = pending_teachers(stage.name, run_dir, data.selected, overwrite)
+        todo = pending_teachers(stage.name, run_dir, data.selected, overwrite, settings)
         skipped = len(data.selected) - len(todo)
         if skipped:
             log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage.name, skipped)
@@ -136,6 +140,13 @@ def run_stage(
                     _remove_empty(folder.parent, stop=Path(run_dir))
             else:
                 trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions, ckpt_path=ckpt_path)
+            markers = [stage.done_marker(Path(run_dir), t) for t in group] if stage.done_marker else []
+            if trial:
+                for marker in markers:
+                    marker.unlink(missing_ok=True)
+                log.info("[%s] teachers %s: fast_dev_run, so not marked done", stage.name, group)
+            else:
+                teacher_settings.stamp(markers, settings)
             log.info(progress.advance(len(group)))
         return mine
 
