@@ -95,3 +95,26 @@ def test_deep_merge_overrides_only_what_changes():
     base = {"trainer": {"max_epochs": 100, "devices": 1}, "model": {"init_args": {"lr": 1e-3}}}
     assert deep_merge(base, {"trainer": {"max_epochs": 2}}) == {
         "trainer": {"max_epochs": 2, "devices": 1}, "model": {"init_args": {"lr": 1e-3}}}
+
+
+def test_pipeline_parses_like_the_other_commands(tmp_path, capsys):
+    """--print_config, any stage's key from the command line, and a config outside configs/ (its base configs
+    from the repository's configs/): it failed with "base config of stage teacher_classifier not found"."""
+    path, config = tiny_config(tmp_path)
+    elsewhere = tmp_path / "elsewhere" / "pipeline.yaml"  # no stage configs beside it
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(path.read_text())
+    cli_main(["pipeline", "--config", str(elsewhere), "--print_config", "--devices", "1",
+              "--teacher_vae.trainer.max_epochs", "3", "--pate.student.epochs=2", "--generate.data.init_args.pool_size=48"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["teacher_vae"]["trainer"] == {"max_epochs": 3, "enable_progress_bar": False}  # merged, typed
+    assert printed["pate"]["student"] == {**config["pate"]["student"], "epochs": 2}
+    assert printed["generate"]["data"]["init_args"]["pool_size"] == 48 and printed["devices"] == 1
+    assert not (tmp_path / "run").exists()  # printing runs nothing
+
+    from pate_lightning.pipeline.chain import Pipeline, lightning_stage_config
+    from pate_lightning.pipeline.stage_table import get
+
+    pipeline = Pipeline(elsewhere, overrides={"teacher_vae": {"trainer": {"max_epochs": 3}}})
+    settings = lightning_stage_config(get("teacher_vae"), pipeline.config, elsewhere.parent)
+    assert settings["trainer"]["max_epochs"] == 3 and settings["model"]["class_path"].endswith("TeacherVAEModule")

@@ -79,3 +79,17 @@ def test_checkpoint_from_other_settings_is_a_clear_error(tmp_path, capsys):
     message = capsys.readouterr().err
     assert "last.ckpt: this teacher group's checkpoint was written with different settings (model.lr)" in message
     assert (tmp_path / "run" / "checkpoints" / "teacher_vae" / "teachers_0-1" / "last.ckpt").exists()  # kept
+
+
+@pytest.mark.parametrize("teachers", ["[2,3]", "[2]"])
+def test_ckpt_path_of_other_teachers_is_refused_naming_both_groups(tmp_path, capsys, teachers):
+    """Teacher 2 went on from teacher 0's weights (same size), or Lightning failed in zip() (another size)."""
+    with pytest.raises(RuntimeError):
+        fit(tmp_path, "run", "--trainer.callbacks+=tests.test_resume.CrashAtEpoch", "--trainer.callbacks.init_args.epoch=2")
+    checkpoint = tmp_path / "run" / "checkpoints" / "teacher_vae" / "teachers_0-1" / "last.ckpt"
+    with pytest.raises(SystemExit) as exited:
+        fit(tmp_path, "other", f"--data.teacher_ids={teachers}", f"--ckpt_path={checkpoint}")
+    assert exited.value.code == 2
+    message = capsys.readouterr().err
+    assert f"holds teachers [0, 1], not this group's teachers {teachers.replace(',', ', ')}" in message
+    assert not (tmp_path / "other" / "teacher_vaes").exists()

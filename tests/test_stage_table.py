@@ -58,11 +58,10 @@ def test_an_unknown_command_is_a_clear_error(capsys):
 
 
 def test_pipeline_flags_take_jsonargparse_style_and_the_old_spellings():
-    parser = pipeline.pipeline_parser()
-    new = parser.parse_args(["--config", "c.yaml", "--from_stage", "combine", "--summary", "false"])
-    old = parser.parse_args(["--config", "c.yaml", "--from", "combine", "--no-summary"])
+    new, _ = pipeline.pipeline_arguments(["--config", "c.yaml", "--from_stage", "combine", "--summary", "false"])
+    old, _ = pipeline.pipeline_arguments(["--config", "c.yaml", "--from", "combine", "--no-summary"])
     assert (new.from_stage, new.summary) == (old.from_stage, old.summary) == ("combine", False)
-    assert parser.parse_args(["--config", "c.yaml"]).summary is True
+    assert pipeline.pipeline_arguments(["--config", "c.yaml"])[0].summary is True
 
 
 def tiny_fit(tmp_path, *extra):

@@ -10,12 +10,11 @@ kept and the run continues where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional, Union
 
 import yaml
 
@@ -30,6 +29,7 @@ log = logging.getLogger(__name__)
 SHARED_KEYS = ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids", "accelerator", "devices", "ensemble_size")
 STAGES = stage_table.PIPELINE_STAGES
 STAGE_NAMES = [s.name for s in STAGES]
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def deep_merge(base: Any, override: Any) -> Any:
@@ -59,18 +59,24 @@ def load_config(path: Path) -> dict[str, Any]:
             "a top-level seed is not a pipeline setting (it was ignored before); set the seed of each stage in its "
             "section, e.g. teacher_vae: {data: {init_args: {seed: 43}}, model: {init_args: {seed: 43}}}.", path
         )
+    return check_keys(config, path)
+
+
+def check_keys(config: dict[str, Any], where: str | Path) -> dict[str, Any]:
     unknown = set(config) - set(SHARED_KEYS) - set(STAGE_NAMES)
     if unknown:
-        raise PateError(f"unknown keys {sorted(unknown)}; allowed: shared {list(SHARED_KEYS)} and stages {STAGE_NAMES}.", path)
+        raise PateError(f"unknown keys {sorted(unknown)}; allowed: shared {list(SHARED_KEYS)} and stages {STAGE_NAMES}.", where)
     return config
 
 
 def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Path) -> dict[str, Any]:
     """The stage's full LightningCLI config: base file, then its pipeline section, then shared keys."""
-    # the stage's default config relative to configs/ (e.g. generators/public_prior.yaml), under config_dir
-    base_path = config_dir / Path(stage.config).relative_to("configs")
+    # the stage's default config relative to configs/ (e.g. generators/public_prior.yaml): beside the pipeline
+    # config when it has its own copy, else the repository's configs/ (so a pipeline config may live anywhere)
+    relative = Path(stage.config).relative_to("configs")
+    base_path = next((p for p in (config_dir / relative, REPO_CONFIGS / relative) if p.is_file()), config_dir / relative)
     if not base_path.is_file():
-        raise PateError(f"base config of stage {stage.name} not found.", base_path)
+        raise PateError(f"base config of stage {stage.name} not found here nor in {REPO_CONFIGS}.", base_path)
     merged = deep_merge(yaml.safe_load(base_path.read_text()), config.get(stage.name) or {})
     data = merged.setdefault("data", {})
     data_args = data.setdefault("init_args", {})
@@ -111,22 +117,30 @@ class Pipeline:
         run_dir: overrides the config's ``run_dir``.
     """
 
-    def __init__(self, config_path: str | Path, from_stage: Optional[str] = None, run_dir: Optional[str] = None) -> None:
+    def __init__(
+        self, config_path: str | Path, from_stage: Optional[str] = None, run_dir: Optional[str] = None,
+        overrides: Optional[dict[str, Any]] = None,
+    ) -> None:
         if from_stage is not None and from_stage not in STAGE_NAMES:
             raise ValueError(f"unknown stage {from_stage!r}; choose one of {STAGE_NAMES}")
         self.config_path = Path(config_path)
-        self.config = load_config(self.config_path)
+        self.config = check_keys(deep_merge(load_config(self.config_path), overrides or {}), "the command line")
         if run_dir is not None:
             self.config["run_dir"] = run_dir
         self.config.setdefault("run_dir", ".")
         self.run_dir = Path(self.config["run_dir"])
         self.from_stage = from_stage
+        from pate_lightning.pipeline.teacher_parallel import is_global_zero
+
+        # False in a teacher-parallel process other than the first (it re-runs this command; see run())
+        self.rank_zero = is_global_zero()
 
     def _state(self) -> dict[str, Any]:
         path = layout.pipeline_state_file(self.run_dir)
         return read_json(path) if path.exists() else {}
 
     def run(self) -> dict[str, Any]:
+        rank_zero = self.rank_zero
         state = self._state()
         previous_hash = ""
         forced = False
@@ -142,6 +156,10 @@ class Pipeline:
                 settings = lightning_stage_config(stage, self.config, self.config_path.parent)
             digest = sha256_json({"stage": stage.name, "settings": settings, "previous": previous_hash})
             previous_hash = digest
+            if not rank_zero and stage.kind == "command":
+                # another teacher-parallel process: it re-runs the pipeline only to train its share of the
+                # fit/predict stages; a command (votes, student, reports) runs once, in rank 0
+                continue
             record = state.get(stage.name, {})
             if not forced and record.get("hash") == digest and record.get("status") == "done":
                 log.info("[pipeline %d/%d] %s: up to date, skipped", number, len(STAGES), stage.name)
@@ -151,7 +169,8 @@ class Pipeline:
             log.info("[pipeline %d/%d] %s: running%s (elapsed %.0fs)", number, len(STAGES), stage.name,
                      " (overwrite)" if overwrite else "", time.perf_counter() - started)
             state[stage.name] = {"hash": digest, "status": "running"}
-            write_json(layout.pipeline_state_file(self.run_dir), state)
+            if rank_zero:
+                write_json(layout.pipeline_state_file(self.run_dir), state)
             stage_started = time.perf_counter()
             try:
                 if stage.kind == "command":
@@ -169,9 +188,11 @@ class Pipeline:
                 "hash": digest, "status": "done", "seconds": round(time.perf_counter() - stage_started, 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": record.get("runs", 0) + 1,
             }
-            write_json(layout.pipeline_state_file(self.run_dir), state)
+            if rank_zero:
+                write_json(layout.pipeline_state_file(self.run_dir), state)
             forced = forced or overwrite  # stages after a re-run one see new inputs
-        log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
+        if rank_zero:
+            log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
         return state
 
 
@@ -212,36 +233,76 @@ def _parameters(function: Callable[..., Any]) -> set[str]:
     return set(inspect.signature(function).parameters)
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "yes", "1"):
-        return True
-    if text.lower() in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+# the spellings before the flags took jsonargparse's style
+OLD_SPELLINGS = {"--from": "--from_stage", "--no-summary": "--summary=false"}
+SHARED_TYPES: dict[str, Any] = {
+    "run_dir": Optional[str], "data_dir": Optional[str], "dataset": Optional[str], "num_teachers": Optional[int],
+    "teacher_ids": Optional[list[int]], "accelerator": Optional[str], "devices": Optional[Union[int, str, list[int]]],
+    "ensemble_size": Optional[int],
+}
 
 
-def pipeline_parser() -> argparse.ArgumentParser:
-    """``pate-lightning pipeline --config FILE [--from_stage NAME] [--run_dir DIR] [--summary false]``."""
-    parser = argparse.ArgumentParser(prog="pate-lightning pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="pipeline YAML, e.g. configs/demo.yaml")
-    # --from and --no-summary: the spellings before the flags took jsonargparse's style
-    parser.add_argument("--from_stage", choices=STAGE_NAMES, help="re-run from this stage on")
-    parser.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help=argparse.SUPPRESS)
-    parser.add_argument("--run_dir", help="override the config's run_dir")
-    parser.add_argument("--summary", type=_bool, default=True, metavar="{true,false}",
-                        help="print the closing table and write the pictures (default true)")
-    parser.add_argument("--diagnostics", type=_bool, default=False, metavar="{true,false}",
+def pipeline_parser() -> Any:
+    """``pate-lightning pipeline --config FILE [--from_stage NAME] [--summary false] [--print_config]
+    [--<shared key> VALUE] [--<stage>.<key>... VALUE]`` (jsonargparse; stage keys are split off first)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(
+        prog="pate-lightning pipeline", description=__doc__.splitlines()[0],
+        epilog="--print_config prints the config with every override applied, and exits. Any stage's setting: "
+        "--<stage>.<key>... VALUE (VALUE as YAML), e.g. --teacher_vae.trainer.max_epochs 3. Stage base configs "
+        "are read beside the pipeline config, else from the repository's configs/.",
+    )
+    parser.add_argument("--config", type=str, required=True, help="pipeline YAML, anywhere (e.g. configs/demo.yaml)")
+    parser.add_argument("--from_stage", type=Optional[Literal[tuple(STAGE_NAMES)]], default=None,
+                        help="re-run from this stage on")
+    parser.add_argument("--summary", type=bool, default=True, help="print the closing table and write the pictures")
+    parser.add_argument("--diagnostics", type=bool, default=False,
                         help="the closing table also shows values read from the shards without noise, marked [diag] "
-                             "(not for release), and writes their loss curves under private/figures (default false)")
-    parser.add_argument("--no-summary", dest="summary", action="store_false", help=argparse.SUPPRESS)
+                             "(not for release), and writes their loss curves under private/figures")
+    for key, kind in SHARED_TYPES.items():
+        parser.add_argument(f"--{key}", type=kind, default=None, help=f"override the config's {key}")
     return parser
 
 
+def pipeline_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The parsed flags, and the overrides of the config (shared keys and ``--<stage>.<key>`` settings).
+
+    >>> args, overrides = pipeline_arguments(["--config", "c.yaml", "--pate.student.epochs=3", "--devices", "2"])
+    >>> overrides
+    {'devices': 2, 'pate': {'student': {'epochs': 3}}}
+    """
+    # --print_config: the pipeline config with every override applied (taken off here: jsonargparse
+    # reserves the name for its own config files, which a pipeline config is not)
+    print_config = "--print_config" in argv
+    argv = [token for token in argv if token != "--print_config"]
+    rest: list[str] = []
+    stage_settings: dict[str, Any] = {}
+    tokens = iter(OLD_SPELLINGS.get(token, token) for token in argv)
+    for token in tokens:
+        name, equals, value = token[2:].partition("=")
+        if token.startswith("--") and name.split(".")[0] in STAGE_NAMES and "." in name:
+            text = value if equals else next(tokens, "")
+            nested: Any = yaml.safe_load(text) if text else None  # a value as YAML, as in the config file
+            for part in reversed(name.split(".")):
+                nested = {part: nested}
+            stage_settings = deep_merge(stage_settings, nested)
+        else:
+            rest.append(token)
+    args = pipeline_parser().parse_args(rest)
+    args.print_config = print_config
+    overrides = {key: getattr(args, key) for key in SHARED_TYPES if getattr(args, key) is not None}
+    return args, deep_merge(overrides, stage_settings)
+
+
 def pipeline_main(argv: list[str]) -> None:
-    args = pipeline_parser().parse_args(argv)
-    pipeline = Pipeline(args.config, args.from_stage, args.run_dir)
+    args, overrides = pipeline_arguments(argv)
+    pipeline = Pipeline(args.config, args.from_stage, overrides=overrides)
+    if args.print_config:
+        print(yaml.safe_dump(pipeline.config, sort_keys=False), end="")
+        return
     pipeline.run()
-    if args.summary:
+    if args.summary and pipeline.rank_zero:
         from pate_lightning.pipeline.run_report import print_run_report
 
         print_run_report(pipeline.run_dir, diagnostics=args.diagnostics)

@@ -69,6 +69,15 @@ def resumable(path: Path, model: LightningModule, datamodule: Optional[Lightning
     checkpoint = load_torch(path, "the checkpoint to resume this teacher group from", mmap=True, advice=AFRESH)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
         raise PateError(f"is not a Lightning checkpoint with hyper_parameters. {AFRESH}", path)
+    saved_teachers, teachers = checkpoint["hyper_parameters"].get("teacher_ids"), model.hparams.get("teacher_ids")
+    if saved_teachers is not None and teachers is not None and list(saved_teachers) != list(teachers):
+        # stacked weights are matched by position: teacher 7 would go on from teacher 5's weights (shard 5's data)
+        raise PateError(
+            f"this checkpoint holds teachers {list(saved_teachers)}, not this group's teachers {list(teachers)}, so "
+            f"training cannot resume from it. Select the checkpoint's teachers (--data.teacher_ids), or give each "
+            f"group its own checkpoint (without --ckpt_path a group resumes from its own last.ckpt).",
+            path,
+        )
     changed = _changed(checkpoint["hyper_parameters"], dict(model.hparams), "model.")
     if datamodule is not None:
         saved_data = checkpoint.get("datamodule_hyper_parameters") or {}

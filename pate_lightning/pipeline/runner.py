@@ -24,12 +24,13 @@ from typing import Any, Callable, Optional
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from pate_lightning import layout
 from pate_lightning.pipeline import stage_table, summary
 from pate_lightning.pipeline.group_checkpoint import LAST, GroupCheckpoint, resumable
 from pate_lightning.errors import PateError
-from pate_lightning.pipeline import teacher_parallel
+from pate_lightning.pipeline import teacher_parallel, teacher_settings
 from pate_lightning.pipeline.teacher_groups import Progress, default_ensemble_size, pending_teachers, teacher_groups
 from pate_lightning.pipeline.stage_table import Stage
 
@@ -96,15 +97,30 @@ def run_stage(
         raise ValueError(f"checkpoint_every_n_epochs must be >= 1, got {checkpoint_every}")
     if method != stage.kind:
         raise PateError(f"stage {stage.name} runs with `pate-lightning {stage.kind}`, not {method} ({stage.config}).")
+    strategy = trainer_config.get("strategy")
+    if strategy not in (None, "auto") and teacher_parallel.is_global_zero():
+        log.warning(
+            "[%s] --trainer.strategy %s is not used: teachers share no weights, so they are trained teacher-parallel "
+            "(each process trains its own teachers on one device and no gradient is averaged across teachers); "
+            "--trainer.devices N runs N such processes.", stage.name, strategy if isinstance(strategy, str) else type(strategy).__name__,
+        )
     data.prepare_data()
     data.setup(method)
     run_dir = data.run_dir
 
-    def work(placement: teacher_parallel.Placement) -> list[int]:
-        todo = pending_teachers(stage.name, run_dir, data.selected, overwrite)
+    settings = teacher_settings.output_settings(model.hparams, data.hparams, trainer_config)
+    # fast_dev_run checks that a stage runs; what it writes is not a teacher's outputs and must not count as done
+    trial = bool(trainer_config.get("fast_dev_run"))
+
+    def plan() -> list[int]:
+        """Run once (rank 0), before any rank writes, so every rank shares out the same teachers."""
+        todo = pending_teachers(stage.name, run_dir, data.selected, overwrite, settings)
         skipped = len(data.selected) - len(todo)
-        if skipped and placement.global_rank == 0:
+        if skipped:
             log.info("[%s] %d teachers already done, skipped (use --overwrite true to redo)", stage.name, skipped)
+        return todo
+
+    def work(placement: teacher_parallel.Placement, todo: list[int]) -> list[int]:
         mine = placement.share(todo)
         size = ensemble_size if ensemble_size is not None else default_ensemble_size(placement.accelerator, stage.name)
         groups = teacher_groups(mine, {t: len(data.shards[t]) for t in mine}, size)
@@ -124,10 +140,17 @@ def run_stage(
                     _remove_empty(folder.parent, stop=Path(run_dir))
             else:
                 trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions, ckpt_path=ckpt_path)
+            markers = [stage.done_marker(Path(run_dir), t) for t in group] if stage.done_marker else []
+            if trial:
+                for marker in markers:
+                    marker.unlink(missing_ok=True)
+                log.info("[%s] teachers %s: fast_dev_run, so not marked done", stage.name, group)
+            else:
+                teacher_settings.stamp(markers, settings)
             log.info(progress.advance(len(group)))
         return mine
 
-    placement, _ = teacher_parallel.launch(trainer_config, work)
+    placement, _ = teacher_parallel.launch(trainer_config, plan, work)
     if placement.global_rank == 0:
         summary.record_stage(run_dir, stage.name, data.selected, world_size=placement.world_size)
 
@@ -136,8 +159,12 @@ def _resume(
     stage: Stage, run_dir: Path, group: list[int], model: LightningModule, data: LightningDataModule,
     ckpt_path: Optional[str],
 ) -> Optional[str]:
-    """``ckpt_path``, else the group's ``last.ckpt`` when it was interrupted after a checkpoint."""
+    """``ckpt_path``, else the group's ``last.ckpt`` when it was interrupted after a checkpoint; either must hold
+    this group's teachers, trained with these settings."""
     if ckpt_path is not None:
+        if not Path(ckpt_path).is_file():
+            raise PateError("--ckpt_path: checkpoint not found. Check the path.", ckpt_path)
+        resumable(Path(ckpt_path), model, data)
         return ckpt_path
     path = layout.checkpoints_dir(run_dir, stage.name, group) / LAST
     if not resumable(path, model, data):
@@ -172,6 +199,20 @@ class PateCLI(LightningCLI):
         # LightningCLI warns when given both args and sys.argv; sys.argv must stay intact
         # because the teacher-parallel launcher re-runs it in child processes.
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
+        try:
+            self._parse(argv)
+        except MisconfigurationException as error:
+            # e.g. --trainer.accelerator gpu on a machine without one: Lightning's reason in one paragraph, exit 2
+            trainer = getattr(getattr(self, "config", None), "trainer", None)
+            chosen = f" (accelerator {trainer.accelerator!r}, devices {trainer.devices!r})" if trainer is not None else ""
+            raise PateError(
+                f"trainer settings{chosen}: Lightning cannot run them on this machine: {str(error).rstrip('.!')}. "
+                f"Use --trainer.accelerator cpu, or auto to use a GPU only where there is one."
+            ) from None
+        if run:
+            self.run_stage()
+
+    def _parse(self, argv: list[str]) -> None:
         super().__init__(
             model_class=LightningModule,
             datamodule_class=LightningDataModule,
@@ -187,8 +228,6 @@ class PateCLI(LightningCLI):
             args=argv[1:],
             run=False,
         )
-        if run:
-            self.run_stage()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--overwrite", type=bool, default=False, help="Redo teachers whose outputs exist.")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from pate_lightning.errors import PateError
 from pate_lightning.io import read_json
 from pate_lightning.pipeline import stage_table
+from pate_lightning.pipeline.teacher_settings import changed_settings, refuse_changed
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,20 @@ def is_done(marker: Path) -> bool:
     return True
 
 
-def pending_teachers(stage: str, run_dir: Path, teacher_ids: Sequence[int], overwrite: bool) -> list[int]:
+def pending_teachers(
+    stage: str, run_dir: Path, teacher_ids: Sequence[int], overwrite: bool, settings: Optional[dict[str, Any]] = None
+) -> list[int]:
+    """The teachers without a done-marker; with ``settings``, a marker made with other settings stops the run."""
     marker = stage_table.get(stage).done_marker
     if overwrite or marker is None:
         return list(teacher_ids)
-    return [t for t in teacher_ids if not is_done(marker(Path(run_dir), t))]
+    done = [t for t in teacher_ids if is_done(marker(Path(run_dir), t))]
+    if settings is not None:
+        changed = {t: changed_settings(read_json(marker(Path(run_dir), t)), settings) for t in done}
+        stale = [t for t in done if changed[t]]
+        if stale:
+            raise refuse_changed(stage, marker(Path(run_dir), stale[0]), stale[0], changed[stale[0]], len(stale))
+    return [t for t in teacher_ids if t not in done]
 
 
 def default_ensemble_size(accelerator: Optional[str], stage: str) -> int:
