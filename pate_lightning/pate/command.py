@@ -150,7 +150,7 @@ def pate_command(
         run["student"] = train_student(images, labels[answered], test, student, accelerator, sampling_seed,
                                        layout.pate_dir(root), unlabeled=queries.images,
                                        test_set=f"the last {len(test[0])} MNIST test images (never queried)",
-                                       public=public)
+                                       public=public, logs=layout.logs_root(root))
     else:
         run["student"] = None
         log.warning("pate: no query was answered (lower threshold or ask more queries); no student trained")
