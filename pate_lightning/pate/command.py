@@ -65,6 +65,7 @@ def pate_command(
     vote_batch_size: int = 128,
     accelerator: str = "auto",
     seed: Optional[int] = None,
+    wide: bool = False,
 ) -> dict[str, Any]:
     """Label queries by noisy teacher votes, account their privacy, train a student, write pate/report.json.
 
@@ -95,6 +96,7 @@ def pate_command(
         accelerator: auto, cpu, gpu, cuda or mps (voting and student).
         seed: null (default): privacy noise from OS entropy, recorded nowhere. An int seeds the noise, the release
             draw, the synthetic query subset and the student: reproducible, and every report says NOT PRIVATE.
+        wide: print the table one row per run with every column (wider than 120 characters).
     """
     started = time.perf_counter()
     # every setting and input is checked before anything is written
@@ -156,7 +158,7 @@ def pate_command(
         log.warning("pate: no query was answered (lower threshold or ask more queries); no student trained")
     run["seconds"] = round(time.perf_counter() - started, 2)
     report, kept = write_report(layout.pate_report_file(root), layout.pate_diagnostics_file(root), run, diagnostics)
-    print(format_table(report, kept))
+    print(format_table(report, kept, wide=wide))
     return run
 
 
