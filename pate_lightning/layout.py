@@ -130,8 +130,13 @@ def candidates_file(run_dir: Path, teacher_id: int) -> Path:
     return Path(run_dir) / "candidates" / f"candidates_teacher_{teacher_id}.pt"
 
 
+def logs_root(run_dir: Path) -> Path:
+    """TensorBoard's ``--logdir``: a run per teacher and stage, and the student's runs."""
+    return Path(run_dir) / "logs"
+
+
 def logs_dir(run_dir: Path, stage: str, teacher_id: int) -> Path:
-    return Path(run_dir) / "logs" / stage / f"teacher_{teacher_id}"
+    return logs_root(run_dir) / stage / f"teacher_{teacher_id}"
 
 
 def checkpoints_dir(run_dir: Path, stage: str, teacher_ids: list[int]) -> Path:

@@ -88,7 +88,15 @@ def fit(config, *args):
               "--trainer.enable_progress_bar=false", "--model.latent_dim=4", "--model.hidden_dims=[16]", *args])
 
 
-def test_public_prior_then_public_and_hybrid_families_then_pate_selection(tmp_path, monkeypatch):
+def scalar_tags(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+def test_public_prior_then_public_and_hybrid_families_then_pate_selection(tmp_path, monkeypatch, caplog):
     def no_mnist(*args, **kwargs):
         raise AssertionError("the public prior read MNIST")
 
@@ -101,7 +109,9 @@ def test_public_prior_then_public_and_hybrid_families_then_pate_selection(tmp_pa
 
     with monkeypatch.context() as patch:
         patch.setitem(sources.DATASETS, "mnist", no_mnist)
-        fit("public_prior.yaml", f"--data.data_dir={data_dir}", f"--data.run_dir={public_dir}", "--trainer.max_epochs=1")
+        with caplog.at_level("INFO", logger="pate_lightning.pipeline.runner"):
+            fit("public_prior.yaml", f"--data.data_dir={data_dir}", f"--data.run_dir={public_dir}", "--trainer.max_epochs=1")
+    assert any(r.getMessage().startswith("[public_prior] 1/1 teachers") for r in caplog.records)  # not [teacher_vae]
     vae = public_dir / "teacher_vaes/teacher_0/vae_full.pth"
     prior_report = json.loads((vae.parent / "training_report.json").read_text())
     assert prior_report["privacy"]["reads_private_data"] is False and prior_report["conditional"] is True
@@ -113,6 +123,11 @@ def test_public_prior_then_public_and_hybrid_families_then_pate_selection(tmp_pa
     hybrid = json.loads((run_dir / "teacher_vaes/teacher_1/training_report.json").read_text())
     assert public["privacy"]["reads_private_data"] is False and public["epochs"] == 0
     assert hybrid["privacy"]["reads_private_data"] is True and hybrid["epochs"] == 1
+    # TensorBoard: the prior under its own name; no loss for the public family, which trained nothing
+    assert scalar_tags(public_dir / "logs/public_prior/teacher_0") >= {"train/recon", "train/kl"}
+    assert not (public_dir / "logs/teacher_vae").exists()
+    assert not scalar_tags(run_dir / "logs/teacher_vae/teacher_0") & {"train/recon", "train/kl", "train/loss"}
+    assert "train/recon" in scalar_tags(run_dir / "logs/teacher_vae/teacher_1")
     # public: every teacher's decoder is the public one, unchanged
     public_decoder = torch.load(run_dir / "teacher_vaes/teacher_0/decoder.pth", weights_only=True)
     prior_decoder = torch.load(vae.parent / "decoder.pth", weights_only=True)

@@ -44,7 +44,7 @@ def test_dataset_table_serves_font_digits_without_reading_mnist(tmp_path, monkey
     monkeypatch.setattr(font_digits, "PER_CLASS", {True: 4, False: 2})
     every_font = font_digits.font_files
     monkeypatch.setattr(font_digits, "font_files", lambda: every_font()[:3])
-    assert sources.prepare("font_digits", tmp_path) == "torchvision"
+    assert sources.prepare("font_digits", tmp_path) == "rendered from fonts"  # not "torchvision": nothing downloaded
     images, labels = sources.load_split("font_digits", tmp_path, train=True)
     assert images.shape == (40, 28, 28) and images.dtype == torch.uint8
     assert torch.bincount(labels).tolist() == [4] * 10
@@ -81,3 +81,15 @@ def test_the_small_set_is_its_own_cache_with_its_own_draw(tmp_path, monkeypatch)
     assert not torch.equal(small, full)  # own seeds: an independent draw, not a prefix of the full set
     manifest = json.loads((tmp_path / "FontDigitsSmall" / "processed" / "manifest.json").read_text())
     assert manifest["train"]["seed"] == font_digits.SMALL_CACHE_SEED[True] and manifest["train"]["per_class"] == 3
+
+
+def test_render_logs_progress_and_small_set_names_its_source(tmp_path, monkeypatch, caplog):
+    every_font = font_digits.font_files
+    monkeypatch.setattr(font_digits, "font_files", lambda: every_font()[:2])
+    monkeypatch.setattr(font_digits, "SMALL_PER_CLASS", {True: 3, False: 1})
+    monkeypatch.setattr(font_digits, "PROGRESS_EVERY", 20)
+    with caplog.at_level("INFO", logger="pate_lightning.data.font_digits"):
+        assert sources.prepare("font_digits_small", tmp_path) == "rendered from fonts"
+    lines = [r.getMessage() for r in caplog.records if r.name == "pate_lightning.data.font_digits"]
+    # 30 train digits in one chunk crossing 20, then the 10 test digits: a line each time
+    assert lines == ["[font_digits] rendered 30/30 digits", "[font_digits] rendered 10/10 digits"]

@@ -321,3 +321,16 @@ def test_real_mnist_chain_three_teachers(tmp_path, mnist_dir):
     assert diagnostic["plurality_accuracy"] > 0.6 and result["label_accuracy"] > 0.6
     assert result["student"]["sizes"]["test"] == 5000 and result["student"]["test_accuracy"] > 0.3
     assert result["votes"]["teacher_images_per_second"] > 0
+
+
+def test_table_fits_120_columns_and_is_wide_on_request(run, capsys):
+    settings = dict(num_queries=15, mechanism="confident_gnmax", threshold=2.0, sigma1=0.5, sigma2=40.0, seed=42)
+    pate_command(**run, **settings)
+    narrow = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in narrow) <= 120
+    assert any("eps labels" in line for line in narrow) and any("[Confident-GNMax 2018]" in line for line in narrow)
+    assert any("NOT PRIVATE" in line for line in narrow)  # a seeded run still says so
+    assert not any("[diag]" in line for line in narrow)  # un-noised columns only on request
+    pate_command(**run, **settings, wide=True, diagnostics=True)
+    wide = capsys.readouterr().out.splitlines()
+    assert wide[0].startswith("query source") and "[diag] agreement" in wide[0] and len(wide[0]) > 120

@@ -132,6 +132,31 @@ def test_tensorboard_has_per_teacher_scalars(tmp_path):
         assert "samples" in events.Tags()["images"]
 
 
+def test_tensorboard_sample_grids_every_ten_epochs_and_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    fit(tmp_path, [0], epochs=10, callbacks=[VAEExport(run_dir)])
+    events = EventAccumulator(str(run_dir / "logs/teacher_vae/teacher_0"))
+    events.Reload()
+    assert [e.step for e in events.Images("samples")] == [9, 10]  # after epoch 10 (step 9), then the export's
+    assert "final/recon" in events.Tags()["scalars"]  # the hparams' metric, in the teacher's own run
+    assert (run_dir / "logs/teacher_vae/teacher_0").is_dir() and not [
+        p for p in (run_dir / "logs/teacher_vae/teacher_0").iterdir() if p.is_dir()]  # no timestamped sub-run
+
+
+def test_epoch_metrics_reach_a_lightning_logger_with_few_batches(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    dm = fake_datamodule(tmp_path, [0])  # 30 images, batch 8: 4 batches an epoch, fewer than log_every_n_steps
+    model = TeacherVAEModule(teacher_ids=[0], latent_dim=4, hidden_dims=(16,), seed=7)
+    logger = CSVLogger(str(tmp_path / "csv"), name="vae")
+    Trainer(max_epochs=2, accelerator="cpu", logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[KLAnnealing(2)]).fit(model, datamodule=dm)
+    header = (tmp_path / "csv/vae/version_0/metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/recon", "train/kl", "train/loss", "train/beta"} <= set(header)
+
+
 def test_member_state_dict_is_an_ordinary_linear_state_dict():
     from torch import nn
 

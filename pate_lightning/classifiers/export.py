@@ -45,6 +45,7 @@ class ClassifierExport(TeacherExport):
         test_images, test_labels = self._test_set
         log_probs = classify_log_probs(model, pl_module.normalize, test_images, device=pl_module.device)  # (N, 10)
         accuracy = float((log_probs.argmax(1).cpu() == test_labels).float().mean())
+        self.add_scalar(teacher_id, "test/accuracy", accuracy, trainer.current_epoch)
         classifiers = layout.classifiers_root(self.run_dir)
         save_torch(layout.classifier_file(classifiers, teacher_id), state)
         history = self.history[teacher_id]

@@ -10,6 +10,7 @@ dataset table in ``sources.py`` serves it like any MNIST-family set.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +23,10 @@ from torchvision.transforms.v2 import functional as TF
 from pate_lightning.data import pen_digits
 from pate_lightning.data.augment import elastic
 
+log = logging.getLogger(__name__)
+
 NUM_CLASSES = 10
+PROGRESS_EVERY = 10_000  # rendered digits between two progress lines (60,000 take minutes on a CPU)
 GLYPH = 64  # side of the high-resolution canvas a glyph is rendered and warped on
 ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0  # torchvision's parametrization: half the displacement of Simard et al. 2003's alpha 34 px
 STROKE_LEVEL = (0.2, 0.6)  # measured: MNIST-like ink (~100 pixels > 0.5 per digit on average)
@@ -164,4 +168,7 @@ def render(per_class: int, seed: int, glyphs: torch.Tensor, chunk: int = 2000) -
         framed = torch.stack([mnist_frame(x) for x in warped])  # (n, 1, 28, 28)
         images = elastic(framed, gen, ELASTIC_ALPHA, ELASTIC_SIGMA)
         out[start : start + len(lab)] = (images[:, 0] * 255).round().to(torch.uint8)
+        done = start + len(lab)
+        if done == total or done // PROGRESS_EVERY > start // PROGRESS_EVERY:
+            log.info("[font_digits] rendered %d/%d digits", done, total)
     return out, labels

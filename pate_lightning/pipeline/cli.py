@@ -17,6 +17,7 @@ from typing import Optional
 
 from pate_lightning.pipeline import stage_table
 from pate_lightning.errors import PateError, user_message
+from pate_lightning.warning_filters import quiet_known_warnings
 
 log = logging.getLogger("pate_lightning")
 
@@ -63,6 +64,7 @@ def cli_main(args: Optional[list[str]] = None) -> None:
         print(usage())
         return
     _configure_logging(verbose)
+    quiet_known_warnings(verbose)
     try:
         if argv[0] == "pipeline":
             from pate_lightning.pipeline.chain import pipeline_main

@@ -1,10 +1,10 @@
 """The closing summary of a run: one table over teachers and stages, and the pictures.
 
 Reads only the files the stages wrote (reports, datasets); writes PNGs under ``figures/``:
-each teacher's kept samples with their labels, rejected samples grouped by reason and the selection
-funnel over all teachers. Values computed from a private shard without noise (teacher accuracies, the
-VAE's reconstruction and KL, the guide's criteria, loss curves) appear only on request
-(``diagnostics=True``), marked ``[diag]``, and their pictures go under ``private/figures/``.
+each teacher's kept samples with their labels, rejected samples grouped by reason, the selection
+funnel over all teachers, and the PATE stage's (``pate/figures.py``). Values computed from a private shard without
+noise (teacher accuracies, the VAE's reconstruction and KL, the guide's criteria, training curves) appear only on
+request (``diagnostics=True``), marked ``[diag]``, and their pictures go under ``private/figures/``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from pate_lightning import layout  # noqa: E402
 from pate_lightning.io import write_bytes  # noqa: E402
+from pate_lightning.pate.figures import save_pate_figures  # noqa: E402
 
 FUNNEL_STEPS = ("pool", "confident", "non_memorized", "diverse", "kept")
 DIAGNOSTIC = "[diag]"  # a column or picture from un-noised private values: not for release
@@ -94,32 +95,58 @@ def rejected_grid(run_dir: Path, teacher_id: int, per_reason: int = 8) -> Option
 
 
 def loss_curves(run_dir: Path, teacher_id: int) -> Optional[Path]:
+    """The teacher's VAE and classifier training curves, a panel for each that was trained."""
     vae = _json(layout.vae_report_file(run_dir, teacher_id))
     classifier = _json(layout.classifier_report_file(layout.classifiers_root(run_dir), teacher_id))
-    if vae is None and classifier is None:
+    vae_history = (vae or {}).get("history") or []  # the `public` family trains nothing: no panel
+    classifier_history = (classifier or {}).get("history") or []
+    panels = [name for name, history in (("vae", vae_history), ("classifier", classifier_history)) if history]
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
-    if vae is not None:
-        epochs = [row["epoch"] for row in vae["history"]]
-        axes[0].plot(epochs, [row["recon"] for row in vae["history"]], label="reconstruction")
-        axes[0].plot(epochs, [row["kl"] for row in vae["history"]], label="KL")
-        axes[0].set_yscale("log")
-        twin = axes[0].twinx()
-        twin.plot(epochs, [row["beta"] for row in vae["history"]], "k:", label="beta")
-        twin.set_ylim(0, 1.05)
-        axes[0].legend(fontsize=7, loc="upper right")
-    axes[0].set_title("VAE", fontsize=9)
-    axes[0].set_xlabel("epoch")
-    curve = (classifier or {}).get("history") or []
-    if curve:
-        axes[1].plot([row.get("epoch", i) for i, row in enumerate(curve)], [row.get("loss") for row in curve], label="loss")
-        if "accuracy" in curve[0]:
-            axes[1].plot([row.get("epoch", i) for i, row in enumerate(curve)], [row["accuracy"] for row in curve], label="train accuracy")
-        axes[1].legend(fontsize=7)
-    axes[1].set_title("classifier", fontsize=9)
-    axes[1].set_xlabel("epoch")
-    fig.suptitle(f"teacher {teacher_id}", fontsize=9)
+    # constrained layout keeps the twin axes' tick labels off the next panel and the title off the plots
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.2), layout="constrained", squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        if panel == "vae":
+            _vae_panel(ax, vae_history)
+        else:
+            _classifier_panel(ax, classifier_history, classifier.get("test_accuracy"))
+    fig.suptitle(f"teacher {teacher_id}: training curves {DIAGNOSTIC} (un-noised shard values, not for release)", fontsize=9)
     return _save(fig, layout.private_figure_file(run_dir, f"losses_teacher_{teacher_id}"))  # shard losses, no noise
+
+
+def _vae_panel(ax: Any, history: list[dict[str, Any]]) -> None:
+    epochs = [row["epoch"] for row in history]
+    lines = ax.plot(epochs, [row["recon"] for row in history], label="reconstruction")
+    lines += ax.plot(epochs, [row["kl"] for row in history], label="KL")
+    ax.set_yscale("log")
+    ax.set_ylabel("per-image loss (nats, log scale)")
+    twin = ax.twinx()
+    lines += twin.plot(epochs, [row.get("beta", 1.0) for row in history], "k:", label="beta")
+    twin.set_ylim(0, 1.05)
+    twin.set_ylabel("beta (KL weight)")
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
+    ax.set_title("VAE", fontsize=9)
+    ax.set_xlabel("epoch")
+
+
+def _classifier_panel(ax: Any, history: list[dict[str, Any]], test_accuracy: Optional[float]) -> None:
+    epochs = [row.get("epoch", i) for i, row in enumerate(history)]
+    lines = ax.plot(epochs, [row.get("loss") for row in history], label="train loss")
+    ax.set_ylabel("loss (NLL)")
+    twin = ax.twinx()
+    if "accuracy" in history[0]:
+        lines += twin.plot(epochs, [row["accuracy"] for row in history], color="tab:green", label="train accuracy")
+    if test_accuracy is not None:
+        lines.append(twin.axhline(test_accuracy, color="tab:red", linestyle="--",
+                                  label=f"test accuracy {test_accuracy:.3f}"))
+    twin.set_ylim(0, 1.02)
+    twin.set_ylabel("accuracy")
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
+    ax.set_title("classifier", fontsize=9)
+    ax.set_xlabel("epoch")
+
+
+LOG_FUNNEL_RATIO = 10  # the funnel's counts spread wider than this: log scale, else linear (close counts stay readable)
 
 
 def funnel_chart(run_dir: Path, teacher_ids: list[int]) -> Optional[Path]:
@@ -127,14 +154,20 @@ def funnel_chart(run_dir: Path, teacher_ids: list[int]) -> Optional[Path]:
     reports = {t: r for t, r in reports.items() if r and "funnel" in r}
     if not reports:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
     width = 0.8 / len(reports)
+    counts = []
     for i, (teacher_id, report) in enumerate(reports.items()):
         values = [report["funnel"].get(step, 0) for step in FUNNEL_STEPS]
+        counts += values
         ax.bar([x + i * width for x in range(len(FUNNEL_STEPS))], values, width, label=f"teacher {teacher_id}")
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(FUNNEL_STEPS))], FUNNEL_STEPS)
-    ax.set_yscale("log")
-    ax.set_ylabel("candidates")
+    positive = [c for c in counts if c > 0]
+    if positive and max(positive) > LOG_FUNNEL_RATIO * min(positive):
+        ax.set_yscale("log")
+        ax.set_ylabel("candidates (log scale)")
+    else:
+        ax.set_ylabel("candidates")
     ax.set_title("selection funnel: pool -> confident -> non-memorized -> diverse -> kept (quota)", fontsize=9)
     if len(reports) <= 10:
         ax.legend(fontsize=7)
@@ -244,6 +277,8 @@ def print_run_report(run_dir: str | Path, diagnostics: bool = False) -> str:
         pictures += [kept_grid(run_dir, teacher_id), rejected_grid(run_dir, teacher_id),
                      loss_curves(run_dir, teacher_id) if diagnostics else None]
     pictures.append(funnel_chart(run_dir, teacher_ids))
+    runs = (_json(layout.pate_report_file(run_dir)) or {}).get("runs") or []
+    pictures += save_pate_figures(runs, lambda name: layout.figure_file(run_dir, name), _save)
     pictures = [p for p in pictures if p is not None]
     text.append("pictures:\n" + "\n".join(f"  {p}" for p in pictures) if pictures else "pictures: none")
     output = "\n".join(text)

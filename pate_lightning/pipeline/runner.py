@@ -33,6 +33,10 @@ from pate_lightning.errors import PateError
 from pate_lightning.pipeline import teacher_parallel, teacher_settings
 from pate_lightning.pipeline.teacher_groups import Progress, default_ensemble_size, pending_teachers, teacher_groups
 from pate_lightning.pipeline.stage_table import Stage
+from pate_lightning.generators.families import stage_label
+from pate_lightning.progress import EpochProgress
+
+HEARTBEAT_SECONDS = 60  # a training group logs a line at most this often (a group can train for many minutes)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ def stage_callbacks(
     May set ``trainer_kwargs["enable_checkpointing"]`` to False so Lightning adds no per-epoch ModelCheckpoint.
     """
     callbacks: list[Callback] = []
+    if method == "fit":
+        callbacks.append(EpochProgress(f"{stage.name} teachers {group}", every_seconds=HEARTBEAT_SECONDS))
     if stage.writer is not None and not stage.writer_from_config:
         callbacks.append(stage.writer_class()(run_dir))
     if method == "fit" and trainer_kwargs.get("enable_checkpointing") is not False:
@@ -124,7 +130,8 @@ def run_stage(
         mine = placement.share(todo)
         size = ensemble_size if ensemble_size is not None else default_ensemble_size(placement.accelerator, stage.name)
         groups = teacher_groups(mine, {t: len(data.shards[t]) for t in mine}, size)
-        label = stage.name if placement.world_size == 1 else f"{stage.name} rank {placement.global_rank}"
+        name = stage_label(stage.name, data.hparams.get("dataset", ""))
+        label = name if placement.world_size == 1 else f"{name} rank {placement.global_rank}"
         progress = Progress(label, len(mine))
         for group in groups:
             group_model, group_data, trainer_kwargs = build_group(group, placement)

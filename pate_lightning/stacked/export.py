@@ -1,8 +1,9 @@
 """Base of the callbacks that own a stage's per-teacher files: history, TensorBoard runs, exports.
 
 Each teacher gets its own TensorBoard run under ``logs/{stage}/teacher_{id}`` (so
-``tensorboard --logdir logs`` compares teachers) and its own history; the subclass writes the
-stage's files when training ends, the report last, so a report means the teacher is complete.
+``tensorboard --logdir logs`` compares teachers; the public prior's is ``logs/public_prior``), with
+its epoch scalars, its hyperparameters and final values, and its own history; the subclass writes
+the stage's files when training ends, the report last, so a report means the teacher is complete.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from pate_lightning import layout
+from pate_lightning.generators.families import stage_label
 from pate_lightning.io import write_bytes
 
 
@@ -52,9 +54,9 @@ class TeacherExport(Callback):
         # a group resumed from its checkpoint keeps the epochs it had (load_state_dict ran first)
         self.history = {t: self.history.get(t, []) for t in pl_module.teacher_ids}
         if self.tensorboard:
-            self.writers = {
-                t: SummaryWriter(str(layout.logs_dir(self.run_dir, pl_module.stage, t))) for t in pl_module.teacher_ids
-            }
+            dataset = trainer.datamodule.hparams.get("dataset", "") if trainer.datamodule is not None else ""
+            name = stage_label(pl_module.stage, dataset)
+            self.writers = {t: SummaryWriter(str(layout.logs_dir(self.run_dir, name, t))) for t in pl_module.teacher_ids}
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
@@ -65,7 +67,10 @@ class TeacherExport(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         metrics = pl_module.epoch_metrics()
         epoch = trainer.current_epoch
+        trained = pl_module.epoch_examples() > 0  # (K,)
         for k, teacher_id in enumerate(pl_module.teacher_ids):
+            if not trained[k]:
+                continue  # no step on this teacher's data (the `public` family): no loss to record
             row = {"epoch": epoch, **{name: float(values[k]) for name, values in metrics.items()}}
             self.history[teacher_id].append(row)
             if teacher_id in self.writers:
@@ -82,9 +87,17 @@ class TeacherExport(Callback):
             for k, teacher_id in enumerate(pl_module.teacher_ids):
                 self.export(trainer, pl_module, k, teacher_id, seconds / len(pl_module.teacher_ids))
         pl_module.train(was_training)
-        for writer in self.writers.values():
+        for teacher_id, writer in self.writers.items():
+            history = self.history.get(teacher_id) or [{}]
+            final = {f"final/{name}": value for name, value in history[-1].items() if name != "epoch"}
+            # run_name ".": the hparams go into the teacher's own run, not a sub-run TensorBoard lists apart
+            writer.add_hparams(tensorboard_hparams(pl_module), final or {"final/epochs": 0.0}, run_name=".")
             writer.close()
         self.writers = {}
+
+    def add_scalar(self, teacher_id: int, tag: str, value: float, step: int) -> None:
+        if teacher_id in self.writers:
+            self.writers[teacher_id].add_scalar(tag, value, step)
 
     def add_image(self, teacher_id: int, tag: str, images: torch.Tensor, step: int) -> None:
         if teacher_id in self.writers:
@@ -95,6 +108,11 @@ class TeacherExport(Callback):
 
     def export(self, trainer: Trainer, pl_module: LightningModule, k: int, teacher_id: int, seconds: float) -> None:
         raise NotImplementedError
+
+
+def tensorboard_hparams(pl_module: LightningModule) -> dict[str, Any]:
+    """``hparams_dict`` in the types TensorBoard's hparams plugin takes (lists and None as text)."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams_dict(pl_module).items()}
 
 
 def hparams_dict(pl_module: LightningModule) -> dict[str, Any]:

@@ -33,11 +33,17 @@ class StackedTeacherModule(LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logs = self._shared_step(batch)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True)
+        # per epoch: a shard gives ~8 batches an epoch, so per-step logging every log_every_n_steps (50 by
+        # default, counted within the epoch) would never reach a logger passed with --trainer.logger
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
     def on_train_epoch_start(self) -> None:
         self.epoch_sums.zero_()
+
+    def epoch_examples(self) -> torch.Tensor:
+        """Examples each teacher trained on in the epoch so far: (K,) on the CPU (0: no step taken)."""
+        return self.epoch_sums[:, -1].detach().cpu()
 
     def epoch_metrics(self) -> dict[str, torch.Tensor]:
         """Per-teacher means over the epoch just finished: name -> (K,) on the CPU."""
