@@ -107,6 +107,11 @@ def public_prior_dir(run_dir: Path) -> Path:
     return Path(run_dir) / PUBLIC_PRIOR
 
 
+def prior_report_file(public_vae: Path) -> Path:
+    """The ``training_report.json`` beside a public VAE's ``vae_full.pth``: its privacy record."""
+    return Path(public_vae).parent / "training_report.json"
+
+
 # teacher_classifier (fit): saferlearn's {teachers_dir}/{id}/model.pth, report.json (written last).
 # The folder may come from saferlearn, outside any run: the file helpers take the folder itself.
 def classifiers_root(run_dir: Path, teachers_dir: str | Path = TRAINED_NETS) -> Path:

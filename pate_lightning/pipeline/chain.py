@@ -71,9 +71,13 @@ def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Pat
     base_path = config_dir / Path(stage.config).relative_to("configs")
     if not base_path.is_file():
         raise PateError(f"base config of stage {stage.name} not found.", base_path)
-    merged = deep_merge(yaml.safe_load(base_path.read_text()), config.get(stage.name) or {})
+    section = dict(config.get(stage.name) or {})
+    allow_private = bool(section.pop("allow_private_prior", False))  # a pipeline setting, not the stage's
+    merged = deep_merge(yaml.safe_load(base_path.read_text()), section)
     data = merged.setdefault("data", {})
     data_args = data.setdefault("init_args", {})
+    if stage.name == "public_prior" and not allow_private:
+        check_public_prior(data_args.get("dataset"))
     accepted = _parameters(_import(data["class_path"])) if "class_path" in data else set()
     for key in stage.shared_data_keys:
         if key in config and key in accepted:
@@ -87,6 +91,18 @@ def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Pat
     if config.get("ensemble_size") is not None:
         merged["ensemble_size"] = config["ensemble_size"]
     return merged
+
+
+def check_public_prior(dataset: Any) -> None:
+    """The public prior must read public data only: on MNIST it reads every shard without DP."""
+    from pate_lightning.generators.families import PUBLIC_DATASETS
+
+    if dataset not in PUBLIC_DATASETS:
+        raise PateError(
+            f"stage public_prior: dataset {dataset!r} is not public (public: {list(PUBLIC_DATASETS)}); a prior trained "
+            "on it reads the private data without DP and leaves every later epsilon unbounded. Choose a public dataset, "
+            "or set public_prior: {allow_private_prior: true} to accept that (the report then says unbounded)."
+        )
 
 
 def command_stage_args(stage: Stage, config: dict[str, Any], function: Callable[..., Any]) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Fault suite, state that must not go stale or mislead a privacy figure: a "public" prior trained on
+private data, metadata left by an interrupted combine, a DP-SGD resume with other noise, one teacher
+voting twice, overwrite markers, two pipelines in one folder, non-finite settings and damaged caches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pate_lightning import layout
+from pate_lightning.errors import PateError
+from pate_lightning.generators.decoders import build_vae
+from pate_lightning.generators.families import generator_entry
+from pate_lightning.generators.vae import reset_members
+from pate_lightning.io import save_torch, write_json
+from pate_lightning.pipeline import stage_table
+from pate_lightning.pipeline.chain import lightning_stage_config
+from pate_lightning.privacy.scope import decide_scope
+from pate_lightning.stacked.layers import member_state_dict
+from tests.conftest import REPO
+from tests.faults.common import run
+from tests.synthetic_helpers import make_run
+
+
+def write_prior(folder, dataset: str):
+    """A tiny conditional VAE as a public prior, with the privacy record its fit would write for ``dataset``."""
+    encoder, decoder = build_vae("mlp", 1, 4, (16,), 10)
+    reset_members(encoder, [torch.Generator().manual_seed(0)])
+    reset_members(decoder, [torch.Generator().manual_seed(1)])
+    state = {f"encoder.{k}": v for k, v in member_state_dict(encoder, 0).items()}
+    state |= {f"decoder.{k}": v for k, v in member_state_dict(decoder, 0).items()}
+    vae = save_torch(folder / "vae_full.pth", state)
+    write_json(folder / "training_report.json", {"privacy": generator_entry("per_teacher", dataset)})
+    return vae
+
+
+def public_family_stages(tmp_path, capsys, prior_dataset: str) -> list[dict]:
+    from pate_lightning.candidates.combine import stage_entries
+
+    data_dir, run_dir = make_run(tmp_path, teachers=())
+    vae = write_prior(tmp_path / "prior", prior_dataset)
+    code, stderr = run(capsys, "fit", "--config", REPO / "configs/generators/public.yaml", f"--data.data_dir={data_dir}",
+                       f"--data.run_dir={run_dir}", "--data.num_teachers=4", "--data.teacher_ids=[0]",
+                       f"--model.public_vae={vae}", "--model.latent_dim=4", "--model.hidden_dims=[16]",
+                       "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false")
+    assert code == 0, stderr
+    return stage_entries(layout.vae_report_file(run_dir, 0), "generator")
+
+
+def test_public_family_carries_a_private_priors_record(tmp_path, capsys):  # 1
+    stages = public_family_stages(tmp_path, capsys, "mnist")
+    assert [(s["stage"], s["reads_private_data"]) for s in stages] == [("generator", False), ("public_prior", True)]
+    scope, note = decide_scope("synthetic", stages)
+    assert scope == "labels_only_queries_not_private" and "public_prior:per_teacher" in note
+
+
+def test_public_family_on_a_font_prior_stays_end_to_end(tmp_path, capsys):  # 1, the good case
+    stages = public_family_stages(tmp_path, capsys, "font_digits")
+    assert stages[1]["stage"] == "public_prior" and stages[1]["reads_private_data"] is False
+    assert decide_scope("synthetic", stages)[0] == "end_to_end"
+
+
+def test_pipeline_public_prior_on_private_data_needs_consent():  # 1
+    config = {"run_dir": "runs/x", "data_dir": "d", "public_prior": {"data": {"init_args": {"dataset": "mnist"}}}}
+    with pytest.raises(PateError, match=r"stage public_prior: dataset 'mnist' is not public.*allow_private_prior: true"):
+        lightning_stage_config(stage_table.get("public_prior"), config, REPO / "configs")
+    config["public_prior"]["allow_private_prior"] = True
+    merged = lightning_stage_config(stage_table.get("public_prior"), config, REPO / "configs")
+    assert merged["data"]["init_args"]["dataset"] == "mnist" and "allow_private_prior" not in merged
