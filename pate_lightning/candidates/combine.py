@@ -142,6 +142,9 @@ def combine_command(
     samples = torch.cat(images).float().contiguous()  # (N, 1, 28, 28)
     label = torch.cat(labels)
     out = Path(out_dir) if out_dir is not None else layout.synthetic_dir(root)
+    # the metadata is written last; remove the previous run's first, so an interruption never leaves it
+    # describing (and vouching for the privacy of) samples it did not record
+    (out / f"{name}_metadata.json").unlink(missing_ok=True)
     files = {
         "samples": save_torch(out / f"{name}_samples.pt", samples),
         "labels": write_csv(

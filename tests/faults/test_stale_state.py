@@ -14,7 +14,7 @@ from pate_lightning.errors import PateError
 from pate_lightning.generators.decoders import build_vae
 from pate_lightning.generators.families import generator_entry
 from pate_lightning.generators.vae import reset_members
-from pate_lightning.io import save_torch, write_json
+from pate_lightning.io import save_torch, sha256_file, write_json
 from pate_lightning.pipeline import stage_table
 from pate_lightning.pipeline.chain import lightning_stage_config
 from pate_lightning.privacy.scope import decide_scope
@@ -69,3 +69,37 @@ def test_pipeline_public_prior_on_private_data_needs_consent():  # 1
     config["public_prior"]["allow_private_prior"] = True
     merged = lightning_stage_config(stage_table.get("public_prior"), config, REPO / "configs")
     assert merged["data"]["init_args"]["dataset"] == "mnist" and "allow_private_prior" not in merged
+
+
+def test_interrupted_combine_leaves_no_stale_metadata(tmp_path, monkeypatch):  # 2
+    from pate_lightning.candidates import combine
+    from tests.test_combine import write_dataset
+
+    run_dir = tmp_path / "run"
+    write_dataset(run_dir, 0, [0] * 6 + [1] * 4)
+    combine.combine_command(run_dir=str(run_dir))
+    metadata = layout.synthetic_dir(run_dir) / "combined_metadata.json"
+    assert metadata.is_file()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the samples are written, the labels and metadata not yet
+
+    monkeypatch.setattr(combine, "write_csv", killed)
+    with pytest.raises(KeyboardInterrupt):
+        combine.combine_command(run_dir=str(run_dir), percentage=50)
+    assert not metadata.exists()
+
+
+def test_pate_refuses_metadata_of_other_samples(tmp_path):  # 2
+    from pate_lightning.pate.publish import read_privacy_stages
+    from tests.pate_helpers import random_images, write_combined
+
+    synthetic = tmp_path / "synthetic"
+    stages = [generator_entry("public", "mnist")]
+    old = write_combined(synthetic, random_images(6, seed=1))
+    write_json(synthetic / "combined_metadata.json",
+               {"privacy": {"stages": stages}, "outputs": {"samples": {"sha256": sha256_file(old)}}})
+    assert read_privacy_stages(old) == stages
+    write_combined(synthetic, random_images(6, seed=2))  # new samples, the old metadata
+    with pytest.raises(PateError, match=r"combined_metadata.json: does not describe combined_samples.pt.*Rerun"):
+        read_privacy_stages(old)
