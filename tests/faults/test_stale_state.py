@@ -20,7 +20,7 @@ from pate_lightning.pipeline.chain import lightning_stage_config
 from pate_lightning.privacy.scope import decide_scope
 from pate_lightning.stacked.layers import member_state_dict
 from tests.conftest import REPO
-from tests.faults.common import run
+from tests.faults.common import run, snapshot
 from tests.synthetic_helpers import make_run
 
 
@@ -103,3 +103,19 @@ def test_pate_refuses_metadata_of_other_samples(tmp_path):  # 2
     write_combined(synthetic, random_images(6, seed=2))  # new samples, the old metadata
     with pytest.raises(PateError, match=r"combined_metadata.json: does not describe combined_samples.pt.*Rerun"):
         read_privacy_stages(old)
+
+
+def test_dp_sgd_resume_with_other_noise_is_refused(tmp_path, capsys):  # 3
+    from tests.test_dp_sgd import dp_cli_fit
+
+    with pytest.raises(RuntimeError, match="simulated interruption"):  # target_epsilon 8 solved for 4 epochs
+        dp_cli_fit(tmp_path, "run", "--trainer.callbacks+=tests.test_resume.CrashAtEpoch", "--trainer.callbacks.init_args.epoch=2")
+    checkpoints = snapshot(tmp_path / "run/checkpoints")
+    with pytest.raises(SystemExit) as exited:  # more epochs: sigma re-solved, larger
+        dp_cli_fit(tmp_path, "run", "--trainer.max_epochs=8")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exited.value.code == 2 and line.startswith("pate-lightning: error: DP-SGD resume refused"), line
+    assert "8 steps ran at noise_multiplier" in line and "this run would use" in line
+    assert snapshot(tmp_path / "run/checkpoints") == checkpoints and not (tmp_path / "run/teacher_vaes").exists()
+    dp_cli_fit(tmp_path, "run")  # the same settings resume
+    assert json.loads(layout.vae_report_file(tmp_path / "run", 0).read_text())["dp_sgd"]["steps"] == 16
