@@ -20,7 +20,7 @@ from pate_lightning.pipeline.chain import lightning_stage_config
 from pate_lightning.privacy.scope import decide_scope
 from pate_lightning.stacked.layers import member_state_dict
 from tests.conftest import REPO
-from tests.faults.common import run, snapshot
+from tests.faults.common import fails_clearly, run, snapshot
 from tests.synthetic_helpers import make_run
 
 
@@ -119,3 +119,41 @@ def test_dp_sgd_resume_with_other_noise_is_refused(tmp_path, capsys):  # 3
     assert snapshot(tmp_path / "run/checkpoints") == checkpoints and not (tmp_path / "run/teacher_vaes").exists()
     dp_cli_fit(tmp_path, "run")  # the same settings resume
     assert json.loads(layout.vae_report_file(tmp_path / "run", 0).read_text())["dp_sgd"]["steps"] == 16
+
+
+def pate_args(data_dir, run_dir):
+    return ["pate", f"--run_dir={run_dir}", f"--data_dir={data_dir}", "--num_queries=4", "--mechanism=gnmax",
+            "--sigma=0.1", "--accelerator=cpu", "--student.epochs=1"]
+
+
+@pytest.mark.parametrize("how", ["symlink", "copy"])
+def test_a_teacher_cannot_vote_twice(tmp_path, capsys, how):  # 4
+    import shutil
+
+    from tests.helpers import write_fake_mnist
+    from tests.pate_helpers import write_teachers
+
+    data_dir, run_dir = write_fake_mnist(tmp_path / "data", train=20, test=40), tmp_path / "run"
+    nets = write_teachers(run_dir / "trained_nets", [0, 1, 2], favourites=[3, 3, 4])
+    shutil.rmtree(nets / "1")
+    (nets / "1").symlink_to(nets / "0") if how == "symlink" else shutil.copytree(nets / "0", nets / "1")
+    fails_clearly(capsys, (str(nets), "teachers 0 and 1 have identical weights", "vote twice"), *pate_args(data_dir, run_dir))
+    assert not layout.pate_report_file(run_dir).exists()
+
+
+@pytest.mark.parametrize("damage", ["float", "negative"])
+def test_vote_cache_with_damaged_counts_is_refused(tmp_path, capsys, damage):  # 9
+    from tests.helpers import write_fake_mnist
+    from tests.pate_helpers import write_teachers
+
+    data_dir, run_dir = write_fake_mnist(tmp_path / "data", train=20, test=40), tmp_path / "run"
+    write_teachers(run_dir / "trained_nets", [0, 1], favourites=[3, 3])
+    assert run(capsys, *pate_args(data_dir, run_dir))[0] == 0
+    cache_file = layout.votes_file(run_dir, "mnist_test")
+    cache = torch.load(cache_file, weights_only=True)
+    if damage == "float":
+        cache["votes"] = cache["votes"].float()
+    else:  # rows still sum to the number of teachers
+        cache["votes"][0, :2] = torch.tensor([3, -1])
+    save_torch(cache_file, cache)
+    fails_clearly(capsys, (str(cache_file), "vote cache holds", "Delete it to recount"), *pate_args(data_dir, run_dir))
