@@ -144,7 +144,7 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         state = self._state()
-        previous_hash = ""
+        previous_hash = legacy_previous = ""
         forced = False
         started = time.perf_counter()
         for number, stage in enumerate(STAGES, 1):
@@ -156,17 +156,21 @@ class Pipeline:
                 settings: dict[str, Any] = command_stage_args(stage, self.config, function)
             else:
                 settings = lightning_stage_config(stage, self.config, self.config_path.parent)
-            digest = sha256_json({"stage": stage.name, "settings": settings, "previous": previous_hash})
+            digest = stage_hash(stage.name, settings, previous_hash)
+            # runs recorded before the hash left the run folder out still count as up to date where they are
+            legacy_previous = stage_hash(stage.name, settings, legacy_previous, keep_location=True)
             previous_hash = digest
             record = state.get(stage.name, {})
-            if not forced and record.get("hash") == digest and record.get("status") == "done":
+            if not forced and record.get("hash") in (digest, legacy_previous) and record.get("status") == "done":
                 log.info("[pipeline %d/%d] %s: up to date, skipped", number, len(STAGES), stage.name)
                 continue
-            # a changed (or forced) stage redoes its teachers; an interrupted one continues
-            overwrite = forced or (record.get("hash") not in (None, digest))
+            # a changed (or forced) stage redoes its teachers; an interrupted one continues, and an interrupted
+            # overwrite stays one (the old config's done-markers would otherwise pass for the new one's)
+            interrupted_overwrite = record.get("status") == "running" and record.get("overwrite") is True
+            overwrite = forced or interrupted_overwrite or record.get("hash") not in (None, digest, legacy_previous)
             log.info("[pipeline %d/%d] %s: running%s (elapsed %.0fs)", number, len(STAGES), stage.name,
                      " (overwrite)" if overwrite else "", time.perf_counter() - started)
-            state[stage.name] = {"hash": digest, "status": "running"}
+            state[stage.name] = {"hash": digest, "status": "running", "overwrite": overwrite}
             write_json(layout.pipeline_state_file(self.run_dir), state)
             stage_started = time.perf_counter()
             try:
@@ -189,6 +193,32 @@ class Pipeline:
             forced = forced or overwrite  # stages after a re-run one see new inputs
         log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
         return state
+
+
+LOCATION_KEYS = ("run_dir",)  # where a run lives, not what it computes: a moved or copied run is the same run
+
+
+def stage_hash(name: str, settings: dict[str, Any], previous: str, keep_location: bool = False) -> str:
+    """A stage's settings hash, chained to the previous stage's; location keys left out (unless ``keep_location``).
+
+    >>> stage_hash("combine", {"run_dir": "a", "seed": 1}, "") == stage_hash("combine", {"run_dir": "b", "seed": 1}, "")
+    True
+    """
+    kept = settings if keep_location else without_keys(settings, LOCATION_KEYS)
+    return sha256_json({"stage": name, "settings": kept, "previous": previous})
+
+
+def without_keys(obj: Any, keys: tuple[str, ...]) -> Any:
+    """``obj`` with ``keys`` removed from every nested dict.
+
+    >>> without_keys({"run_dir": "x", "data": {"init_args": {"run_dir": "y", "seed": 1}}}, ("run_dir",))
+    {'data': {'init_args': {'seed': 1}}}
+    """
+    if isinstance(obj, dict):
+        return {k: without_keys(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [without_keys(v, keys) for v in obj]
+    return obj
 
 
 def run_lightning_stage(stage: Stage, settings: dict[str, Any], run_dir: Path, overwrite: bool) -> None:

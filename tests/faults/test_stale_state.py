@@ -157,3 +157,76 @@ def test_vote_cache_with_damaged_counts_is_refused(tmp_path, capsys, damage):  #
         cache["votes"][0, :2] = torch.tensor([3, -1])
     save_torch(cache_file, cache)
     fails_clearly(capsys, (str(cache_file), "vote cache holds", "Delete it to recount"), *pate_args(data_dir, run_dir))
+
+
+class FakeStages:
+    """Stands in for the stages a pipeline runs: records (stage, overwrite); ``stop_at`` raises as SIGINT would."""
+
+    def __init__(self, monkeypatch, stop_at: str | None = None) -> None:
+        from pate_lightning.pipeline import chain
+
+        self.calls: list[tuple[str, bool]] = []
+        self.stop_at = stop_at
+        monkeypatch.setattr(chain, "run_lightning_stage", lambda stage, settings, run_dir, overwrite: self.ran(stage.name, overwrite))
+        monkeypatch.setattr(chain, "call_command", lambda function, settings: self.ran(function.__name__, settings.get("overwrite")))
+
+    def ran(self, name: str, overwrite: object) -> None:
+        self.calls.append((name, bool(overwrite)))
+        if name == self.stop_at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_overwrite_resumes_as_an_overwrite(tmp_path, monkeypatch):  # 5
+    import yaml
+
+    from pate_lightning.pipeline.chain import Pipeline
+    from tests.test_pipeline import tiny_config
+
+    path, config = tiny_config(tmp_path)
+    FakeStages(monkeypatch)
+    Pipeline(path).run()
+    config["generate"]["data"]["init_args"]["pool_size"] = 48  # a changed config: generate must redo every teacher
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(KeyboardInterrupt):
+        FakeStages(monkeypatch, stop_at="generate")
+        Pipeline(path).run()
+    fake = FakeStages(monkeypatch)
+    Pipeline(path).run()
+    assert fake.calls[0] == ("generate", True)  # old markers are not taken for the new config's
+
+
+def test_a_copied_run_folder_is_up_to_date(tmp_path, monkeypatch):  # 12
+    import shutil
+
+    from pate_lightning.pipeline.chain import Pipeline
+    from tests.test_pipeline import tiny_config
+
+    path, _ = tiny_config(tmp_path)
+    FakeStages(monkeypatch)
+    Pipeline(path).run()
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    fake = FakeStages(monkeypatch)
+    Pipeline(path, run_dir=str(tmp_path / "copy")).run()
+    assert fake.calls == []  # nothing reruns, no PATE draw is replaced
+
+
+def test_runs_recorded_with_the_old_hash_stay_up_to_date(tmp_path, monkeypatch):  # 12, no rerun after an upgrade
+    from pate_lightning.io import read_json
+    from pate_lightning.pipeline.chain import Pipeline, command_stage_args, lightning_stage_config, stage_hash
+    from tests.test_pipeline import tiny_config
+
+    path, _ = tiny_config(tmp_path)
+    FakeStages(monkeypatch)
+    Pipeline(path).run()
+    state_file = layout.pipeline_state_file(tmp_path / "run")
+    state, previous = read_json(state_file), ""
+    for name in state:  # the hash as it was: run_dir included
+        pipeline = Pipeline(path)
+        stage = stage_table.get(name)
+        settings = (command_stage_args(stage, pipeline.config, stage.load_target()) if stage.kind == "command"
+                    else lightning_stage_config(stage, pipeline.config, path.parent))
+        state[name]["hash"] = previous = stage_hash(name, settings, previous, keep_location=True)
+    write_json(state_file, state)
+    fake = FakeStages(monkeypatch)
+    Pipeline(path).run()
+    assert fake.calls == []
