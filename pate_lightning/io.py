@@ -7,6 +7,7 @@ input never leaves a half-written file or replaces an earlier good one.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -47,6 +48,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, folder: str | os.PathLike) -> Iterator[None]:
+    """Hold ``fcntl.flock`` on ``path`` (created if need be, our pid written in it) or refuse, naming the holder.
+
+    Two runs writing one folder would mix their outputs. The OS drops the lock when its process ends, even
+    by SIGKILL, so a stale file never blocks. In a folder that cannot be written the lock is taken on a
+    read-only descriptor, or not at all if the file is absent: such a run writes nothing to mix.
+    """
+    import fcntl
+
+    path, fd, writable = Path(path), None, True
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        writable = False
+        fd = os.open(path, os.O_RDONLY) if path.is_file() else None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = path.read_text(errors="replace").strip() or "unknown"
+                raise PateError(
+                    f"another run (pid {holder}) is working in this folder; two runs in one folder would mix their "
+                    "outputs. Wait for it to finish, or use another run_dir.", folder,
+                ) from None
+            if writable:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

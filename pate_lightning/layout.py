@@ -218,6 +218,11 @@ def pipeline_state_file(run_dir: Path) -> Path:
     return Path(run_dir) / "pipeline_state.json"
 
 
+def run_lock_file(run_dir: Path) -> Path:
+    """Held (``fcntl.flock``) by the pipeline working in ``run_dir``; holds its pid."""
+    return Path(run_dir) / ".pipeline.lock"
+
+
 def pipeline_stage_config(run_dir: Path, stage: str) -> Path:
     """The merged config a pipeline stage ran with, kept for inspection and reruns."""
     return Path(run_dir) / ".pipeline" / f"{stage}.yaml"

@@ -11,18 +11,20 @@ kept and the run continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 import yaml
 
 from pate_lightning import layout
 from pate_lightning.pipeline import stage_table
 from pate_lightning.errors import PateError
-from pate_lightning.io import read_json, sha256_json, write_json, write_text
+from pate_lightning.io import exclusive_lock, read_json, sha256_json, write_json, write_text
 from pate_lightning.pipeline.stage_table import Stage
 
 log = logging.getLogger(__name__)
@@ -283,8 +285,17 @@ def pipeline_parser() -> argparse.ArgumentParser:
 def pipeline_main(argv: list[str]) -> None:
     args = pipeline_parser().parse_args(argv)
     pipeline = Pipeline(args.config, args.from_stage, args.run_dir)
-    pipeline.run()
-    if args.summary:
-        from pate_lightning.pipeline.run_report import print_run_report
+    with run_lock(pipeline.run_dir):
+        pipeline.run()
+        if args.summary:
+            from pate_lightning.pipeline.run_report import print_run_report
 
-        print_run_report(pipeline.run_dir)
+            print_run_report(pipeline.run_dir)
+
+
+def run_lock(run_dir: Path) -> ContextManager[None]:
+    """One pipeline per run folder. Worker processes a launcher started for a stage (LOCAL_RANK or NODE_RANK
+    above 0 re-run this command) work under the lock of the process that started them."""
+    if int(os.environ.get("LOCAL_RANK") or 0) > 0 or int(os.environ.get("NODE_RANK") or 0) > 0:
+        return contextlib.nullcontext()
+    return exclusive_lock(layout.run_lock_file(run_dir), run_dir)

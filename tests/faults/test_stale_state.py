@@ -230,3 +230,20 @@ def test_runs_recorded_with_the_old_hash_stay_up_to_date(tmp_path, monkeypatch):
     fake = FakeStages(monkeypatch)
     Pipeline(path).run()
     assert fake.calls == []
+
+
+def test_two_pipelines_in_one_folder_do_not_mix(tmp_path, capsys, monkeypatch):  # 6
+    import os
+
+    from pate_lightning.io import exclusive_lock
+    from tests.test_pipeline import tiny_config
+
+    path, _ = tiny_config(tmp_path)
+    run_dir = tmp_path / "run"
+    fake = FakeStages(monkeypatch)
+    with exclusive_lock(layout.run_lock_file(run_dir), run_dir):  # the other pipeline, still working
+        fails_clearly(capsys, (f"{run_dir}: another run (pid {os.getpid()}) is working in this folder", "another run_dir"),
+                      "pipeline", "--config", path, "--summary", "false")
+    assert fake.calls == [] and not layout.pipeline_state_file(run_dir).exists()
+    assert run(capsys, "pipeline", "--config", path, "--summary", "false")[0] == 0  # released: it runs
+    assert [name for name, _ in fake.calls][:2] == ["teacher_classifier", "teacher_vae"]
