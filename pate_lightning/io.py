@@ -11,6 +11,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -99,7 +100,29 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as JSON; NaN and Infinity are not JSON (readers reject them), so a non-finite value is an error."""
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise PateError(f"not written: it would hold non-finite numbers ({', '.join(non_finite(obj)[:5])}), which are "
+                        "not JSON; a setting or a training run gave NaN or infinity. Check the settings named.", path) from None
+    return write_text(path, text + "\n")
+
+
+def non_finite(value: Any, name: str = "") -> list[str]:
+    """Dotted names of the NaN or infinite floats in nested dicts and lists, with their values.
+
+    >>> non_finite({"student": {"lr": float("inf"), "epochs": 3}, "w": [1.0, float("nan")]})
+    ['student.lr=inf', 'w[1]=nan']
+    """
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{name}={value}"]
+    if isinstance(value, dict):
+        return [bad for key, item in value.items() for bad in non_finite(item, f"{name}.{key}" if name else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [bad for index, item in enumerate(value) for bad in non_finite(item, f"{name}[{index}]")]
+    return []
+
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:

@@ -236,12 +236,15 @@ def call_command(function: Callable[..., Any], settings: dict[str, Any]) -> Any:
     """Call a command with settings checked and converted by jsonargparse, as its CLI would."""
     from jsonargparse import ArgumentParser
 
+    from pate_lightning.pipeline.finite_settings import check_finite_settings
+
     parser = ArgumentParser(exit_on_error=False)
     parser.add_function_arguments(function, as_positional=False)
     try:
         config = parser.parse_object(settings)
     except Exception as error:  # jsonargparse's ArgumentError: an unknown key or a value of the wrong type
         raise PateError(f"invalid settings for {function.__name__}: {error}") from None
+    check_finite_settings(config)
     init = parser.instantiate_classes(config)
     # top-level names only: nested settings (e.g. pate's StudentSettings) stay instantiated objects
     return function(**{name: init.get(name) for name in _parameters(function) if name in init})

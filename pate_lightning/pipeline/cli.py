@@ -52,7 +52,10 @@ def run_command(name: str, argv: list[str]) -> None:
     """A plain command (``stage_table.COMMANDS``) with its settings from ``argv`` (and ``--config`` files)."""
     from jsonargparse import CLI
 
-    CLI(stage_table.COMMANDS[name].load_target(), args=argv, as_positional=False, prog=f"pate-lightning {name}")
+    from pate_lightning.pipeline.finite_settings import FiniteSettingsParser
+
+    CLI(stage_table.COMMANDS[name].load_target(), args=argv, as_positional=False, prog=f"pate-lightning {name}",
+        parser_class=FiniteSettingsParser)
 
 
 def cli_main(args: Optional[list[str]] = None) -> None:

@@ -247,3 +247,32 @@ def test_two_pipelines_in_one_folder_do_not_mix(tmp_path, capsys, monkeypatch): 
     assert fake.calls == [] and not layout.pipeline_state_file(run_dir).exists()
     assert run(capsys, "pipeline", "--config", path, "--summary", "false")[0] == 0  # released: it runs
     assert [name for name, _ in fake.calls][:2] == ["teacher_classifier", "teacher_vae"]
+
+
+@pytest.mark.parametrize("setting", ["--student.lr=.inf", "--student.unlabeled_weight=.nan", "--sigma=.inf"])
+def test_non_finite_pate_settings_are_refused(tmp_path, capsys, setting):  # 8
+    line = fails_clearly(capsys, ("settings must be finite numbers", setting.split("=")[0][2:]),
+                         *pate_args(tmp_path / "data", tmp_path / "run"), setting)
+    assert "=inf" in line or "=nan" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_finite_generate_threshold_is_refused(tmp_path, capsys):  # 8: a NaN distance turned its filter off
+    from tests.faults.test_run_faults import generate_args
+
+    fails_clearly(capsys, ("settings must be finite numbers", "min_diversity_distance=nan"),
+                  *generate_args(tmp_path / "data", tmp_path / "run", "--trainer.callbacks.init_args.min_diversity_distance=.nan"))
+
+
+def test_pipeline_command_stage_refuses_non_finite(tmp_path, monkeypatch):  # 8, through the pipeline
+    from pate_lightning.candidates.combine import combine_command
+    from pate_lightning.pipeline.chain import call_command
+
+    with pytest.raises(ValueError, match=r"percentage=nan"):
+        call_command(combine_command, {"run_dir": str(tmp_path), "percentage": float("nan")})
+
+
+def test_reports_are_never_written_with_nan_tokens(tmp_path):  # 8
+    with pytest.raises(PateError, match=r"report.json: not written: .*accuracy=nan"):
+        write_json(tmp_path / "report.json", {"runs": [{"accuracy": float("nan")}]})
+    assert not (tmp_path / "report.json").exists()
