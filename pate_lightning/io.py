@@ -95,6 +95,18 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def keep_aside(path: str | os.PathLike, why: str) -> Path:
+    """Copy a damaged file to ``{name}.damaged-{time}`` beside it, with a warning, before it is replaced afresh."""
+    import logging
+    import time
+
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    write_bytes(aside, path.read_bytes())
+    logging.getLogger(__name__).warning("%s: %s; kept as %s and started afresh", path, why, aside.name)
+    return aside
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 

@@ -276,3 +276,18 @@ def test_reports_are_never_written_with_nan_tokens(tmp_path):  # 8
     with pytest.raises(PateError, match=r"report.json: not written: .*accuracy=nan"):
         write_json(tmp_path / "report.json", {"runs": [{"accuracy": float("nan")}]})
     assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.parametrize("name", ["report.json", "diagnostics.json"])
+def test_damaged_report_is_kept_aside(tmp_path, caplog, name):  # 10
+    from pate_lightning.pate.report import write_report
+
+    paths = {"report.json": tmp_path / "report.json", "diagnostics.json": tmp_path / "diagnostics.json"}
+    run_entry = {"mechanism": "gnmax", "queries_asked": 4}
+    write_report(paths["report.json"], paths["diagnostics.json"], run_entry, dict(run_entry))
+    damaged = paths[name].read_bytes()[:40]
+    paths[name].write_bytes(damaged)  # truncated
+    with caplog.at_level("WARNING"):
+        write_report(paths["report.json"], paths["diagnostics.json"], {**run_entry, "queries_asked": 8}, dict(run_entry))
+    (aside,) = tmp_path.glob(f"{name}.damaged-*")
+    assert aside.read_bytes() == damaged and f"kept as {aside.name}" in caplog.text
