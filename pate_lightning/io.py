@@ -107,6 +107,13 @@ def keep_aside(path: str | os.PathLike, why: str) -> Path:
     return aside
 
 
+def remove_files(folder: str | os.PathLike, pattern: str) -> None:
+    """Delete the files in ``folder`` matching ``pattern`` (none there: nothing to do)."""
+    for path in Path(folder).glob(pattern):
+        if path.is_file():
+            path.unlink()
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 

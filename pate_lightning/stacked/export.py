@@ -18,7 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from pate_lightning import layout
-from pate_lightning.io import write_bytes
+from pate_lightning.io import remove_files, write_bytes
 
 
 def png_bytes(images: torch.Tensor, nrow: int = 8) -> bytes:
@@ -52,6 +52,9 @@ class TeacherExport(Callback):
         # a group resumed from its checkpoint keeps the epochs it had (load_state_dict ran first)
         self.history = {t: self.history.get(t, []) for t in pl_module.teacher_ids}
         if self.tensorboard:
+            if trainer.global_step == 0:  # a fresh start (not a resume): an earlier run's curves would merge into this one's
+                for t in pl_module.teacher_ids:
+                    remove_files(layout.logs_dir(self.run_dir, pl_module.stage, t), "events.out.tfevents.*")
             self.writers = {
                 t: SummaryWriter(str(layout.logs_dir(self.run_dir, pl_module.stage, t))) for t in pl_module.teacher_ids
             }

@@ -291,3 +291,14 @@ def test_damaged_report_is_kept_aside(tmp_path, caplog, name):  # 10
         write_report(paths["report.json"], paths["diagnostics.json"], {**run_entry, "queries_asked": 8}, dict(run_entry))
     (aside,) = tmp_path.glob(f"{name}.damaged-*")
     assert aside.read_bytes() == damaged and f"kept as {aside.name}" in caplog.text
+
+
+def test_tensorboard_runs_do_not_merge_across_overwrites(tmp_path, capsys):  # 11
+    from tests.faults.common import vae_args
+    from tests.helpers import write_fake_mnist
+
+    data_dir, run_dir = write_fake_mnist(tmp_path / "data", train=40), tmp_path / "run"
+    for extra in ((), ("--overwrite=true",), ("--overwrite=true",)):
+        assert run(capsys, *vae_args(data_dir, run_dir, *extra))[0] == 0
+    events = list(layout.logs_dir(run_dir, "teacher_vae", 0).glob("events.out.tfevents.*"))
+    assert len(events) == 1, events  # the last run's curves only
