@@ -302,3 +302,31 @@ def test_tensorboard_runs_do_not_merge_across_overwrites(tmp_path, capsys):  # 1
         assert run(capsys, *vae_args(data_dir, run_dir, *extra))[0] == 0
     events = list(layout.logs_dir(run_dir, "teacher_vae", 0).glob("events.out.tfevents.*"))
     assert len(events) == 1, events  # the last run's curves only
+
+
+@pytest.mark.parametrize("damage", ["test_split", "zeroed", "planted"])
+def test_font_cache_that_differs_from_its_manifest_is_rendered_again(tmp_path, monkeypatch, caplog, damage):  # 9
+    from pate_lightning.data import font_digits, sources
+    from tests.faults.common import Payload
+
+    monkeypatch.setattr(font_digits, "PER_CLASS", {True: 4, False: 2})
+    every_font = font_digits.font_files
+    monkeypatch.setattr(font_digits, "font_files", lambda: every_font()[:3])
+    sources.prepare("font_digits", tmp_path)
+    folder = tmp_path / "FontDigits/processed"
+    good = torch.load(folder / "train.pt", weights_only=True)
+    marker = tmp_path / "code_ran"
+    if damage == "test_split":  # 20 images where the manifest says 40
+        (folder / "train.pt").write_bytes((folder / "test.pt").read_bytes())
+    elif damage == "zeroed":
+        save_torch(folder / "train.pt", {"images": torch.zeros_like(good["images"]), "labels": good["labels"]})
+    else:
+        torch.save({"images": Payload(marker), "labels": good["labels"]}, folder / "train.pt")
+    with caplog.at_level("WARNING"):
+        with pytest.raises(PateError, match="pate-lightning prepare --dataset font_digits"):  # never used as it is
+            sources.load_split("font_digits", tmp_path, train=True)
+        assert sources.prepare("font_digits", tmp_path) == "torchvision"  # what a stage's prepare_data runs
+    images, labels = sources.load_split("font_digits", tmp_path, train=True)
+    assert torch.equal(images, good["images"]) and torch.equal(labels, good["labels"])  # rendered again, same seed
+    assert "train.pt" in caplog.text and "rendered again" in caplog.text and not marker.exists()
+    assert "weights_only=False" not in caplog.text
