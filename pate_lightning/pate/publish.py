@@ -35,7 +35,8 @@ PRIVACY_KEYS = frozenset({
     "unbounded_by", "ledger",
 })
 # one report entry per setting: a run with the same values of these replaces the earlier one
-RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers", "protocol", "student_method")
+RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers", "teacher_ids", "protocol",
+           "student_method")
 RELEASE_KEYS = frozenset({"order", "beta", "sigma_ss", "rdp_release", "delta", "conversion"})
 DIAGNOSTIC_NOTE = (
     "NOT FOR RELEASE: every value here is computed from the un-noised teacher votes (or from labels that "

@@ -142,7 +142,10 @@ class Pipeline:
 
     def _state(self) -> dict[str, Any]:
         path = layout.pipeline_state_file(self.run_dir)
-        return read_json(path) if path.exists() else {}
+        state = read_json(path) if path.exists() else {}
+        if not isinstance(state, dict):
+            raise PateError("is not a JSON object of stage records; delete it to rerun every stage.", path)
+        return state
 
     def run(self) -> dict[str, Any]:
         state = self._state()

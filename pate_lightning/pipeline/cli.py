@@ -66,6 +66,9 @@ def cli_main(args: Optional[list[str]] = None) -> None:
         print(usage())
         return
     _configure_logging(verbose)
+    # Lightning's own check of a Trainer setting (devices 0, max_epochs -5) is a bad setting like ours
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     try:
         if argv[0] == "pipeline":
             from pate_lightning.pipeline.chain import pipeline_main
@@ -80,7 +83,7 @@ def cli_main(args: Optional[list[str]] = None) -> None:
         else:
             print(f"pate-lightning: error: unknown command {argv[0]!r}.\n\n{usage()}", file=sys.stderr)
             sys.exit(2)
-    except (PateError, ValueError, OSError) as error:
+    except (PateError, ValueError, OSError, MisconfigurationException) as error:
         # PateError: bad input files; ValueError: a setting out of range (our checks name it);
         # OSError: a disk that is full or a folder that cannot be written (errors.os_error_message).
         if verbose or os.environ.get("PATE_DEBUG"):

@@ -330,3 +330,68 @@ def test_font_cache_that_differs_from_its_manifest_is_rendered_again(tmp_path, m
     assert torch.equal(images, good["images"]) and torch.equal(labels, good["labels"])  # rendered again, same seed
     assert "train.pt" in caplog.text and "rendered again" in caplog.text and not marker.exists()
     assert "weights_only=False" not in caplog.text
+
+
+def plant_pickle(path, marker):
+    from tests.faults.common import Payload
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"images": Payload(marker)}, path)
+
+
+def test_planted_samples_are_refused_without_torchs_advice(tmp_path, capsys):  # noisy: planted pickles
+    from tests.helpers import write_fake_mnist
+    from tests.pate_helpers import write_teachers
+    from tests.test_combine import write_dataset
+
+    data_dir, run_dir, marker = write_fake_mnist(tmp_path / "data", train=20, test=40), tmp_path / "run", tmp_path / "ran"
+    write_teachers(run_dir / "trained_nets", [0, 1], favourites=[3, 3])
+    combined = layout.synthetic_dir(run_dir) / "combined_samples.pt"
+    plant_pickle(combined, marker)
+    fails_clearly(capsys, (str(combined), "synthetic samples", "refused unread"),
+                  *pate_args(data_dir, run_dir), "--query_source=synthetic")
+    write_dataset(run_dir, 0, [0] * 4)
+    plant_pickle(layout.synthetic_samples_file(run_dir, 0), marker)
+    fails_clearly(capsys, (str(layout.synthetic_samples_file(run_dir, 0)), "teacher 0 synthetic samples", "refused unread"),
+                  "combine", f"--run_dir={run_dir}")
+    assert not marker.exists()
+
+
+def test_closing_summary_refuses_a_planted_rejected_examples_file(tmp_path):  # noisy
+    from pate_lightning.pipeline.run_report import rejected_grid
+
+    plant_pickle(layout.rejected_examples_file(tmp_path, 0), tmp_path / "ran")
+    with pytest.raises(PateError, match="teacher 0 rejected examples: holds Python objects"):
+        rejected_grid(tmp_path, 0)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_pipeline_state_that_is_not_an_object_is_named(tmp_path, capsys, monkeypatch):  # noisy
+    from tests.test_pipeline import tiny_config
+
+    path, _ = tiny_config(tmp_path)
+    FakeStages(monkeypatch)
+    state_file = layout.pipeline_state_file(tmp_path / "run")
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text("[]")
+    fails_clearly(capsys, (str(state_file), "not a JSON object", "delete it"), "pipeline", "--config", path, "--summary", "false")
+
+
+def test_lightning_rejects_a_trainer_setting_in_one_line(tmp_path, capsys):  # noisy: devices 0
+    from tests.faults.common import vae_args
+    from tests.helpers import write_fake_mnist
+
+    data_dir = write_fake_mnist(tmp_path / "data", train=40)
+    fails_clearly(capsys, ("devices",), *vae_args(data_dir, tmp_path / "run", "--trainer.devices=0"))
+
+
+def test_pate_runs_on_other_teachers_are_kept_side_by_side(tmp_path, capsys):  # noisy: a second pate replaced the first
+    from tests.helpers import write_fake_mnist
+    from tests.pate_helpers import write_teachers
+
+    data_dir, run_dir = write_fake_mnist(tmp_path / "data", train=20, test=40), tmp_path / "run"
+    write_teachers(run_dir / "trained_nets", [0, 1, 2, 3], favourites=[3, 3, 3, 4])
+    for ids in ("[0,1]", "[2,3]"):
+        assert run(capsys, *pate_args(data_dir, run_dir), f"--teacher_ids={ids}")[0] == 0
+    runs = json.loads(layout.pate_report_file(run_dir).read_text())["runs"]
+    assert [r["teacher_ids"] for r in runs] == [[0, 1], [2, 3]]
