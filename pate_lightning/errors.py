@@ -37,7 +37,8 @@ def os_error_message(error: OSError) -> str:
         advice = ("The disk is full. Free space and run the same command again: finished work is kept "
                   "(every file is written whole or not at all) and the run continues where it stopped.")
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        advice = ("This folder cannot be written. Make it writable or choose another --data.run_dir; "
+        advice = ("This folder cannot be written. Make it writable or choose another run folder (run_dir; "
+                  "--data.run_dir for fit and predict); "
                   "nothing was changed (a run whose teachers are all done only reads its files).")
     elif error.errno == errno.ENOENT:
         advice = "Check the path."

@@ -7,9 +7,11 @@ input never leaves a half-written file or replaces an earlier good one.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -49,10 +51,67 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, folder: str | os.PathLike) -> Iterator[None]:
+    """Hold ``fcntl.flock`` on ``path`` (created if need be, our pid written in it) or refuse, naming the holder.
+
+    Two runs writing one folder would mix their outputs. The OS drops the lock when its process ends, even
+    by SIGKILL, so a stale file never blocks. In a folder that cannot be written the lock is taken on a
+    read-only descriptor, or not at all if the file is absent: such a run writes nothing to mix.
+    """
+    import fcntl
+
+    path, fd, writable = Path(path), None, True
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        writable = False
+        fd = os.open(path, os.O_RDONLY) if path.is_file() else None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = path.read_text(errors="replace").strip() or "unknown"
+                raise PateError(
+                    f"another run (pid {holder}) is working in this folder; two runs in one folder would mix their "
+                    "outputs. Wait for it to finish, or use another run_dir.", folder,
+                ) from None
+            if writable:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def keep_aside(path: str | os.PathLike, why: str) -> Path:
+    """Copy a damaged file to ``{name}.damaged-{time}`` beside it, with a warning, before it is replaced afresh."""
+    import logging
+    import time
+
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    write_bytes(aside, path.read_bytes())
+    logging.getLogger(__name__).warning("%s: %s; kept as %s and started afresh", path, why, aside.name)
+    return aside
+
+
+def remove_files(folder: str | os.PathLike, pattern: str) -> None:
+    """Delete the files in ``folder`` matching ``pattern`` (none there: nothing to do)."""
+    for path in Path(folder).glob(pattern):
+        if path.is_file():
+            path.unlink()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -60,7 +119,29 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as JSON; NaN and Infinity are not JSON (readers reject them), so a non-finite value is an error."""
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise PateError(f"not written: it would hold non-finite numbers ({', '.join(non_finite(obj)[:5])}), which are "
+                        "not JSON; a setting or a training run gave NaN or infinity. Check the settings named.", path) from None
+    return write_text(path, text + "\n")
+
+
+def non_finite(value: Any, name: str = "") -> list[str]:
+    """Dotted names of the NaN or infinite floats in nested dicts and lists, with their values.
+
+    >>> non_finite({"student": {"lr": float("inf"), "epochs": 3}, "w": [1.0, float("nan")]})
+    ['student.lr=inf', 'w[1]=nan']
+    """
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{name}={value}"]
+    if isinstance(value, dict):
+        return [bad for key, item in value.items() for bad in non_finite(item, f"{name}.{key}" if name else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [bad for index, item in enumerate(value) for bad in non_finite(item, f"{name}[{index}]")]
+    return []
+
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:

@@ -107,6 +107,11 @@ def public_prior_dir(run_dir: Path) -> Path:
     return Path(run_dir) / PUBLIC_PRIOR
 
 
+def prior_report_file(public_vae: Path) -> Path:
+    """The ``training_report.json`` beside a public VAE's ``vae_full.pth``: its privacy record."""
+    return Path(public_vae).parent / "training_report.json"
+
+
 # teacher_classifier (fit): saferlearn's {teachers_dir}/{id}/model.pth, report.json (written last).
 # The folder may come from saferlearn, outside any run: the file helpers take the folder itself.
 def classifiers_root(run_dir: Path, teachers_dir: str | Path = TRAINED_NETS) -> Path:
@@ -235,6 +240,11 @@ def run_summary_file(run_dir: Path) -> Path:
 
 def pipeline_state_file(run_dir: Path) -> Path:
     return Path(run_dir) / "pipeline_state.json"
+
+
+def run_lock_file(run_dir: Path) -> Path:
+    """Held (``fcntl.flock``) by the pipeline working in ``run_dir``; holds its pid."""
+    return Path(run_dir) / ".pipeline.lock"
 
 
 def pipeline_stage_config(run_dir: Path, stage: str) -> Path:

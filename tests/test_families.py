@@ -141,7 +141,7 @@ def test_public_prior_then_public_and_hybrid_families_then_pate_selection(tmp_pa
     combine_command(run_dir=str(run_dir), start_id=0, end_id=0, name="public_pate")
     stages = json.loads((run_dir / "synthetic/public_pate_metadata.json").read_text())["privacy"]["stages"]
     assert [(s["stage"], s["name"], s["reads_private_data"]) for s in stages] == [
-        ("generator", "public", False), ("selection", "pate", False)]
+        ("generator", "public", False), ("public_prior", "per_teacher", False), ("selection", "pate", False)]
     combine_command(run_dir=str(run_dir), name="both")
     stages = json.loads((run_dir / "synthetic/both_metadata.json").read_text())["privacy"]["stages"]
     assert any(s["reads_private_data"] for s in stages)  # the hybrid teacher read its shard

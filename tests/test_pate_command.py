@@ -7,6 +7,7 @@ import pytest
 from pate_lightning.pipeline.cli import cli_main
 from pate_lightning.errors import PateError
 from pate_lightning.pate.command import StudentSettings, pate_command
+from pate_lightning.io import sha256_file
 from pate_lightning.pate.publish import check_publishable
 from pate_lightning.privacy import DEFAULT_ORDERS, ReleaseSettings, contract_entry
 from pate_lightning.pipeline.run_report import pate_lines
@@ -160,7 +161,8 @@ def test_synthetic_queries_take_their_scope_from_the_combined_metadata(run, tmp_
               contract_entry(stage="generator", name="dp_hybrid", reads_private_data=True, dp=True,
                              rdp=[0.01 * order for order in orders]),
               contract_entry(stage="selection", name="pate", reads_private_data=False, dp=False)]
-    (synthetic / "combined_metadata.json").write_text(json.dumps({"name": "combined", "privacy": {"stages": stages}}))
+    recorded = {"outputs": {"samples": {"sha256": sha256_file(synthetic / "combined_samples.pt")}}}
+    (synthetic / "combined_metadata.json").write_text(json.dumps({"name": "combined", "privacy": {"stages": stages}, **recorded}))
     result = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0)
     privacy = result["privacy"]
     assert privacy["privacy_scope"] == "end_to_end" and privacy["unbounded_by"] == []
@@ -169,7 +171,7 @@ def test_synthetic_queries_take_their_scope_from_the_combined_metadata(run, tmp_
         "public", "dp_hybrid", "pate", "gnmax(sigma=1)", "smooth_sensitivity_release"]
 
     stages[1] = contract_entry(stage="generator", name="per_teacher", reads_private_data=True, dp=False)
-    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}}))
+    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}, **recorded}))
     result = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0)
     assert result["privacy"]["privacy_scope"] == "labels_only_queries_not_private"
     assert result["privacy"]["epsilon_end_to_end"] is None

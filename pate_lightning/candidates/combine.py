@@ -46,11 +46,14 @@ def subsample(labels: torch.Tensor, fraction: float, stratified: bool, gen: torc
 LEGACY_ENTRY = {"reads_private_data": True, "dp": False, "rdp": None, "note": "report without a privacy entry (older run)"}
 
 
-def stage_entry(path: Path, stage: str) -> dict:
-    """The "privacy" entry of one teacher's stage report (a missing report or key: the legacy entry)."""
+def stage_entries(path: Path, stage: str) -> list[dict]:
+    """The "privacy" entry of one teacher's stage report (a missing report or key: the legacy entry), then the
+    public prior's record its generator started from ("prior_privacy"), if any."""
     report = read_json(path) if path.is_file() else {}
     entry = report.get("privacy") if isinstance(report, dict) else None
-    return dict(entry) if isinstance(entry, dict) else {"stage": stage, "name": "unknown", **LEGACY_ENTRY}
+    prior = report.get("prior_privacy") if isinstance(report, dict) else None
+    entries = [dict(entry) if isinstance(entry, dict) else {"stage": stage, "name": "unknown", **LEGACY_ENTRY}]
+    return entries + ([dict(prior)] if isinstance(prior, dict) else [])
 
 
 def pool_privacy(entries: list[dict]) -> list[dict]:
@@ -131,8 +134,8 @@ def combine_command(
         confidences.append(data.confidences[take])
         owners.append(torch.full((len(take),), teacher_id, dtype=torch.long))
         sources.append(take)
-        privacy_entries.append(stage_entry(layout.vae_dir(root, teacher_id) / "training_report.json", "generator"))
-        privacy_entries.append(stage_entry(layout.selection_report_file(root, teacher_id), "selection"))
+        privacy_entries += stage_entries(layout.vae_dir(root, teacher_id) / "training_report.json", "generator")
+        privacy_entries += stage_entries(layout.selection_report_file(root, teacher_id), "selection")
         per_teacher[str(teacher_id)] = {
             "available": len(data.labels), "taken": len(take),
             "samples_sha256": sha256_file(layout.synthetic_samples_file(root, teacher_id)),
@@ -140,6 +143,9 @@ def combine_command(
     samples = torch.cat(images).float().contiguous()  # (N, 1, 28, 28)
     label = torch.cat(labels)
     out = Path(out_dir) if out_dir is not None else layout.synthetic_dir(root)
+    # the metadata is written last; remove the previous run's first, so an interruption never leaves it
+    # describing (and vouching for the privacy of) samples it did not record
+    (out / f"{name}_metadata.json").unlink(missing_ok=True)
     files = {
         "samples": save_torch(out / f"{name}_samples.pt", samples),
         "labels": write_csv(

@@ -10,6 +10,7 @@ import torch
 
 from pate_lightning import layout
 from pate_lightning.errors import PateError
+from pate_lightning.io import load_torch
 
 LABELS_HEADER = ["index", "label", "confidence"]
 
@@ -51,10 +52,7 @@ def load_synthetic(run_dir: str | Path, teacher_id: int) -> SyntheticSet:
     path = layout.synthetic_samples_file(run_dir, teacher_id)
     if not path.is_file():
         raise PateError(f"teacher {teacher_id}: synthetic samples not found; run the generate stage first.", path)
-    try:
-        images = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt files
-        raise PateError(f"teacher {teacher_id}: cannot be read ({type(error).__name__}: {error}).", path) from None
+    images = load_torch(path, f"teacher {teacher_id} synthetic samples")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
         raise PateError(f"teacher {teacher_id}: expected a tensor N x 1 x 28 x 28.", path)
     labels, confidences = read_labels(layout.labels_file(run_dir, teacher_id))

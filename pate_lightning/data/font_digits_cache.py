@@ -9,13 +9,17 @@ again.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from pate_lightning.data import font_digits
-from pate_lightning.io import read_json, save_torch, write_json
+from pate_lightning.errors import PateError
+from pate_lightning.io import load_torch, read_json, save_torch, write_json
+
+log = logging.getLogger(__name__)
 
 
 class FontDigits:
@@ -31,12 +35,13 @@ class FontDigits:
 
     def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
         self.root, self.train = root, train
-        if download and not self._check_exists():
+        payload = self._read()
+        if download and payload is None:
             build_cache(Path(root), train, per_class=self.per_class(train), seed=self.cache_seed(train),
                         folder_name=self.folder_name)
-        if not self._check_exists():
+            payload = self._read()
+        if payload is None:
             raise RuntimeError(f"font_digits split missing under {self.folder}; prepare it with download=True")
-        payload = torch.load(self._file(), weights_only=True)
         self.data, self.targets = payload["images"], payload["labels"]
 
     @staticmethod
@@ -55,11 +60,29 @@ class FontDigits:
         return self.folder / ("train.pt" if self.train else "test.pt")
 
     def _check_exists(self) -> bool:
-        manifest = self.folder / "manifest.json"
-        if not (self._file().exists() and manifest.exists()):
-            return False
-        entry = read_json(manifest).get("train" if self.train else "test", {})
-        return entry.get("render_version") == font_digits.RENDER_VERSION and entry.get("per_class") == self.per_class(self.train)
+        return self._read() is not None
+
+    def _read(self) -> Optional[dict]:
+        """The cached split if it is this render version and size and matches its manifest's counts and sha256;
+        else None (a warning says why), so it is rendered again rather than used."""
+        manifest_file = self.folder / "manifest.json"
+        if not (self._file().exists() and manifest_file.exists()):
+            return None
+        try:
+            manifest = read_json(manifest_file)
+            payload = load_torch(self._file(), "font digit cache")  # a planted pickle is refused unread
+        except PateError as error:
+            log.warning("%s; it is rendered again", error)
+            return None
+        entry = manifest.get("train" if self.train else "test") if isinstance(manifest, dict) else None
+        if not isinstance(entry, dict) or entry.get("render_version") != font_digits.RENDER_VERSION \
+                or entry.get("per_class") != self.per_class(self.train):
+            return None  # another render version or size: rendered again
+        problem = cache_mismatch(payload, entry)
+        if problem:
+            log.warning("%s: %s; it is rendered again", self._file(), problem)
+            return None
+        return payload
 
 
 class FontDigitsSmall(FontDigits):
@@ -78,6 +101,33 @@ class FontDigitsSmall(FontDigits):
     @staticmethod
     def cache_seed(train: bool) -> int:
         return font_digits.SMALL_CACHE_SEED[train]
+
+
+def cache_mismatch(payload: object, entry: dict) -> Optional[str]:
+    """Why a cached split differs from its manifest entry (None: it matches): counts and the arrays' sha256.
+
+    >>> images, labels = torch.zeros(2, 28, 28, dtype=torch.uint8), torch.tensor([0, 1])
+    >>> entry = {"count": 2, "images_sha256": _sha256(images), "labels_sha256": _sha256(labels)}
+    >>> cache_mismatch({"images": images, "labels": labels}, entry) is None
+    True
+    >>> cache_mismatch({"images": images + 1, "labels": labels}, entry)
+    'its images do not match the manifest (sha256)'
+    """
+    if not (isinstance(payload, dict) and isinstance(payload.get("images"), torch.Tensor)
+            and isinstance(payload.get("labels"), torch.Tensor)):
+        return "it does not hold an images and a labels tensor"
+    images, labels = payload["images"], payload["labels"]
+    if len(images) != entry.get("count") or len(labels) != entry.get("count"):
+        return f"it holds {len(images)} images and {len(labels)} labels where the manifest says {entry.get('count')}"
+    if _sha256(images) != entry.get("images_sha256"):
+        return "its images do not match the manifest (sha256)"
+    if _sha256(labels) != entry.get("labels_sha256"):
+        return "its labels do not match the manifest (sha256)"
+    return None
+
+
+def _sha256(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()
 
 
 def build_cache(
@@ -108,8 +158,8 @@ def build_cache(
             "size": [0.8, 1.2], "pen_share": font_digits.PEN_SHARE, "elastic_alpha": font_digits.ELASTIC_ALPHA, "elastic_sigma": font_digits.ELASTIC_SIGMA,
             "framing": "bounding box into 20x20, centre of mass at (14, 14) in 28x28 (MNIST)",
         },
-        "images_sha256": hashlib.sha256(images.numpy().tobytes()).hexdigest(),
-        "labels_sha256": hashlib.sha256(labels.numpy().tobytes()).hexdigest(),
+        "images_sha256": _sha256(images),
+        "labels_sha256": _sha256(labels),
     }
     write_json(manifest_file, manifest)
     return path

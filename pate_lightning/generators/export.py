@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule, Trainer
 from pate_lightning import layout
 from pate_lightning.generators.kl_annealing import KLAnnealing
 from pate_lightning.stacked.export import TeacherExport, hparams_dict, write_png_grid
-from pate_lightning.generators.families import generator_entry
+from pate_lightning.generators.families import generator_entry, prior_entry
 from pate_lightning.io import save_torch, sha256_file, write_json
 from pate_lightning.stacked.layers import member_state_dict
 from pate_lightning.seeding import Stream, generator
@@ -72,6 +72,7 @@ class VAEExport(TeacherExport):
                 "generator": family,
                 "public_vae": None if family == "per_teacher" else {"path": str(public_vae), "sha256": sha256_file(public_vae)},
                 "privacy": generator_entry(family, dataset),
+                "prior_privacy": None if family == "per_teacher" else prior_entry(public_vae),
                 "hyperparameters": {
                     **hparams_dict(pl_module),
                     "batch_size": datamodule.hparams.batch_size if datamodule is not None else None,

@@ -15,8 +15,9 @@ from typing import Optional
 
 from torch import nn
 
+from pate_lightning import layout
 from pate_lightning.errors import PateError
-from pate_lightning.io import load_state_dict
+from pate_lightning.io import load_state_dict, read_json
 from pate_lightning.stacked.layers import load_member_state_dict
 
 FAMILIES = ("per_teacher", "public", "hybrid")
@@ -73,6 +74,21 @@ def generator_entry(family: str, dataset: str) -> dict:
     }
     note = notes[family] if private or family == "public" else f"VAE trained on the public {dataset} set only"
     return {"stage": "generator", "name": family, "reads_private_data": private, "dp": False, "rdp": None, "note": note}
+
+
+def prior_entry(public_vae: str | Path) -> dict:
+    """The public VAE's own privacy record (its ``training_report.json``), as the ledger's ``public_prior`` stage.
+
+    A "public" VAE trained on MNIST has read every shard without DP; the families that start from it inherit
+    that, so its record travels with theirs. No report beside the weights: what it read is unknown, so private.
+    """
+    report_file = layout.prior_report_file(Path(public_vae))
+    report = read_json(report_file) if report_file.is_file() else None
+    entry = report.get("privacy") if isinstance(report, dict) else None
+    if not isinstance(entry, dict):
+        return {"stage": "public_prior", "name": "unknown", "reads_private_data": True, "dp": False, "rdp": None,
+                "note": f"no privacy record in {report_file}: what the public VAE was trained on is unknown"}
+    return {**entry, "stage": "public_prior", "note": f"the public VAE's own training: {entry.get('note', '')}"}
 
 
 def selection_entry(mode: str, conditional: bool) -> dict:

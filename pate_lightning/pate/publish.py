@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pate_lightning.errors import PateError
-from pate_lightning.io import read_json
+from pate_lightning.io import read_json, sha256_file
 from pate_lightning.privacy.ledger import entry_from_contract
 
 RUN_KEYS = frozenset({
@@ -35,7 +35,8 @@ PRIVACY_KEYS = frozenset({
     "unbounded_by", "seeded_by", "ledger",
 })
 # one report entry per setting: a run with the same values of these replaces the earlier one
-RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers", "protocol", "student_method")
+RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers", "teacher_ids", "protocol",
+           "student_method")
 RELEASE_KEYS = frozenset({"order", "beta", "sigma_ss", "rdp_release", "delta", "conversion"})
 DIAGNOSTIC_NOTE = (
     "NOT FOR RELEASE: every value here is computed from the un-noised teacher votes (or from labels that "
@@ -82,7 +83,21 @@ def read_privacy_stages(samples_path: Path) -> Optional[list[Any]]:
             entry_from_contract(stage)
         except ValueError as error:
             raise PateError(f"privacy.stages: {error}; rerun `pate-lightning combine`.", path) from None
+    check_samples_hash(metadata, Path(samples_path), path)
     return stages
+
+
+def check_samples_hash(metadata: dict[str, Any], samples_path: Path, path: Path) -> None:
+    """The metadata vouches only for the samples it recorded: an interrupted combine or a replaced file is an error."""
+    outputs = metadata.get("outputs")
+    samples = outputs.get("samples") if isinstance(outputs, dict) else None
+    recorded = samples.get("sha256") if isinstance(samples, dict) else None
+    if recorded != sha256_file(samples_path):
+        raise PateError(
+            f"does not describe {samples_path.name}: its recorded sha256 of the samples is {recorded}, the file's "
+            "is another (a combine interrupted or samples replaced), so its privacy record cannot vouch for them. "
+            "Rerun `pate-lightning combine`.", path,
+        )
 
 
 def privacy_record(

@@ -20,6 +20,7 @@ import torch
 from pate_lightning import layout
 from pate_lightning.data.sources import load_split
 from pate_lightning.errors import PateError
+from pate_lightning.io import load_torch
 
 QUERY_SOURCES = ("mnist_test", "synthetic")
 NUM_CLASSES = 10
@@ -139,10 +140,7 @@ def synthetic_queries(samples_path: str | Path) -> QuerySet:
     if not path.is_file():
         raise PateError("synthetic samples not found; run `pate-lightning combine` first or set synthetic_samples.",
                         path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or unsafe pickles
-        raise PateError(f"cannot be read as a tensor file ({type(error).__name__}: {error}).", path) from None
+    raw = load_torch(path, "synthetic samples", advice="Rerun `pate-lightning combine`.")
     images = check_images(raw, path)
     csv_path = labels_path(path)
     labels = read_generator_labels(csv_path, len(images)) if csv_path.is_file() else None

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Optional
 
-from pate_lightning.io import write_json
+from pate_lightning.io import keep_aside, write_json
 from pate_lightning.pate.publish import DIAGNOSTIC_NOTE, RUN_KEY, check_publishable
 from pate_lightning.privacy import NOT_PRIVATE, NOT_RELEASED, RELEASED
 
@@ -45,8 +45,10 @@ def _earlier_runs(path: Path) -> list[dict[str, Any]]:
     try:
         earlier = json.loads(path.read_text(encoding="utf-8"))
         return [r for r in earlier.get("runs", []) if isinstance(r, dict)]
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return []  # a report is derived data: start afresh rather than fail
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        # start afresh rather than fail, but keep the damaged file: its earlier entries are not derived again
+        keep_aside(path, f"is damaged ({type(error).__name__})")
+        return []
 
 
 def _publishable(run: dict[str, Any]) -> bool:

@@ -64,7 +64,29 @@ def teachers_key(teachers_dir: Path, teacher_ids: Sequence[int], normalization: 
         paths = (layout.classifier_file(teachers_dir, teacher_id),
                  layout.classifier_report_file(teachers_dir, teacher_id))
         files[str(teacher_id)] = [sha256_file(path) for path in paths if path.is_file()]
+    check_distinct_weights(teachers_dir, {t: files[str(t)][0] for t in teacher_ids})
     return sha256_json({"format": CACHE_FORMAT, "teachers": files, "normalization": normalization})
+
+
+def check_distinct_weights(teachers_dir: Path, weights: dict[int, str]) -> None:
+    """Two teachers with byte-identical weights (a copy or a symlink) are one teacher voting twice, while
+    the accounting assumes each record changes one vote: refused, naming both.
+
+    >>> check_distinct_weights(Path("nets"), {0: "a", 1: "b"})
+    >>> check_distinct_weights(Path("nets"), {0: "a", 1: "b", 2: "a"})
+    Traceback (most recent call last):
+    ...
+    pate_lightning.errors.PateError: nets: teachers 0 and 2 have identical weights (...
+    """
+    first: dict[str, int] = {}
+    for teacher_id, digest in weights.items():
+        if digest in first:
+            raise PateError(
+                f"teachers {first[digest]} and {teacher_id} have identical weights ({first[digest]}/model.pth and "
+                f"{teacher_id}/model.pth: a copy or a link): one teacher would vote twice while epsilon is computed "
+                "for disjoint teachers. Remove the duplicate or leave it out of teacher_ids.", teachers_dir,
+            )
+        first[digest] = teacher_id
 
 
 def images_key(images: torch.Tensor) -> str:
@@ -135,6 +157,10 @@ def _read_cache(path: Path, key: str, num_rows: int, num_teachers: int) -> Optio
             and votes.shape == (num_rows, NUM_CLASSES) and counted.shape == (num_rows,)):
         raise PateError(f"vote cache does not hold a ({num_rows}, {NUM_CLASSES}) vote matrix with its mask; "
                         "delete it to recount.", path)
+    if votes.dtype != torch.long or counted.dtype != torch.bool or (votes < 0).any():
+        raise PateError(f"vote cache holds {votes.dtype} votes{' below 0' if (votes < 0).any() else ''} and a "
+                        f"{counted.dtype} mask, not non-negative int64 counts and a bool mask; it was not written "
+                        "by pate. Delete it to recount.", path)
     sums = votes[counted].sum(dim=1)
     if (sums != num_teachers).any():
         raise PateError(f"vote cache rows sum to {sorted(set(sums.tolist()))[:5]} votes, not the {num_teachers} "

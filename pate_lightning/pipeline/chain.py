@@ -10,18 +10,19 @@ kept and the run continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Callable, ContextManager, Literal, Optional, Union
 
 import yaml
 
 from pate_lightning import layout
 from pate_lightning.pipeline import stage_table
 from pate_lightning.errors import PateError
-from pate_lightning.io import read_json, sha256_json, write_json, write_text
+from pate_lightning.io import exclusive_lock, read_json, sha256_json, write_json, write_text
 from pate_lightning.pipeline.stage_table import Stage
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,13 @@ def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Pat
     base_path = next((p for p in (config_dir / relative, REPO_CONFIGS / relative) if p.is_file()), config_dir / relative)
     if not base_path.is_file():
         raise PateError(f"base config of stage {stage.name} not found here nor in {REPO_CONFIGS}.", base_path)
-    merged = deep_merge(yaml.safe_load(base_path.read_text()), config.get(stage.name) or {})
+    section = dict(config.get(stage.name) or {})
+    allow_private = bool(section.pop("allow_private_prior", False))  # a pipeline setting, not the stage's
+    merged = deep_merge(yaml.safe_load(base_path.read_text()), section)
     data = merged.setdefault("data", {})
     data_args = data.setdefault("init_args", {})
+    if stage.name == "public_prior" and not allow_private:
+        check_public_prior(data_args.get("dataset"))
     accepted = _parameters(_import(data["class_path"])) if "class_path" in data else set()
     for key in stage.shared_data_keys:
         if key in config and key in accepted:
@@ -93,6 +98,18 @@ def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Pat
     if config.get("ensemble_size") is not None:
         merged["ensemble_size"] = config["ensemble_size"]
     return merged
+
+
+def check_public_prior(dataset: Any) -> None:
+    """The public prior must read public data only: on MNIST it reads every shard without DP."""
+    from pate_lightning.generators.families import PUBLIC_DATASETS
+
+    if dataset not in PUBLIC_DATASETS:
+        raise PateError(
+            f"stage public_prior: dataset {dataset!r} is not public (public: {list(PUBLIC_DATASETS)}); a prior trained "
+            "on it reads the private data without DP and leaves every later epsilon unbounded. Choose a public dataset, "
+            "or set public_prior: {allow_private_prior: true} to accept that (the report then says unbounded)."
+        )
 
 
 def command_stage_args(stage: Stage, config: dict[str, Any], function: Callable[..., Any]) -> dict[str, Any]:
@@ -137,12 +154,15 @@ class Pipeline:
 
     def _state(self) -> dict[str, Any]:
         path = layout.pipeline_state_file(self.run_dir)
-        return read_json(path) if path.exists() else {}
+        state = read_json(path) if path.exists() else {}
+        if not isinstance(state, dict):
+            raise PateError("is not a JSON object of stage records; delete it to rerun every stage.", path)
+        return state
 
     def run(self) -> dict[str, Any]:
         rank_zero = self.rank_zero
         state = self._state()
-        previous_hash = ""
+        previous_hash = legacy_previous = ""
         forced = False
         started = time.perf_counter()
         for number, stage in enumerate(STAGES, 1):
@@ -154,21 +174,25 @@ class Pipeline:
                 settings: dict[str, Any] = command_stage_args(stage, self.config, function)
             else:
                 settings = lightning_stage_config(stage, self.config, self.config_path.parent)
-            digest = sha256_json({"stage": stage.name, "settings": settings, "previous": previous_hash})
+            digest = stage_hash(stage.name, settings, previous_hash)
+            # runs recorded before the hash left the run folder out still count as up to date where they are
+            legacy_previous = stage_hash(stage.name, settings, legacy_previous, keep_location=True)
             previous_hash = digest
             if not rank_zero and stage.kind == "command":
                 # another teacher-parallel process: it re-runs the pipeline only to train its share of the
                 # fit/predict stages; a command (votes, student, reports) runs once, in rank 0
                 continue
             record = state.get(stage.name, {})
-            if not forced and record.get("hash") == digest and record.get("status") == "done":
+            if not forced and record.get("hash") in (digest, legacy_previous) and record.get("status") == "done":
                 log.info("[pipeline %d/%d] %s: up to date, skipped", number, len(STAGES), stage.name)
                 continue
-            # a changed (or forced) stage redoes its teachers; an interrupted one continues
-            overwrite = forced or (record.get("hash") not in (None, digest))
+            # a changed (or forced) stage redoes its teachers; an interrupted one continues, and an interrupted
+            # overwrite stays one (the old config's done-markers would otherwise pass for the new one's)
+            interrupted_overwrite = record.get("status") == "running" and record.get("overwrite") is True
+            overwrite = forced or interrupted_overwrite or record.get("hash") not in (None, digest, legacy_previous)
             log.info("[pipeline %d/%d] %s: running%s (elapsed %.0fs)", number, len(STAGES), stage.name,
                      " (overwrite)" if overwrite else "", time.perf_counter() - started)
-            state[stage.name] = {"hash": digest, "status": "running"}
+            state[stage.name] = {"hash": digest, "status": "running", "overwrite": overwrite}
             if rank_zero:
                 write_json(layout.pipeline_state_file(self.run_dir), state)
             stage_started = time.perf_counter()
@@ -196,6 +220,32 @@ class Pipeline:
         return state
 
 
+LOCATION_KEYS = ("run_dir",)  # where a run lives, not what it computes: a moved or copied run is the same run
+
+
+def stage_hash(name: str, settings: dict[str, Any], previous: str, keep_location: bool = False) -> str:
+    """A stage's settings hash, chained to the previous stage's; location keys left out (unless ``keep_location``).
+
+    >>> stage_hash("combine", {"run_dir": "a", "seed": 1}, "") == stage_hash("combine", {"run_dir": "b", "seed": 1}, "")
+    True
+    """
+    kept = settings if keep_location else without_keys(settings, LOCATION_KEYS)
+    return sha256_json({"stage": name, "settings": kept, "previous": previous})
+
+
+def without_keys(obj: Any, keys: tuple[str, ...]) -> Any:
+    """``obj`` with ``keys`` removed from every nested dict.
+
+    >>> without_keys({"run_dir": "x", "data": {"init_args": {"run_dir": "y", "seed": 1}}}, ("run_dir",))
+    {'data': {'init_args': {'seed': 1}}}
+    """
+    if isinstance(obj, dict):
+        return {k: without_keys(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [without_keys(v, keys) for v in obj]
+    return obj
+
+
 def run_lightning_stage(stage: Stage, settings: dict[str, Any], run_dir: Path, overwrite: bool) -> None:
     """A fit/predict stage from its merged config, written beside the outputs first (for inspection and reruns)."""
     from pate_lightning.pipeline.runner import PateCLI
@@ -209,12 +259,15 @@ def call_command(function: Callable[..., Any], settings: dict[str, Any]) -> Any:
     """Call a command with settings checked and converted by jsonargparse, as its CLI would."""
     from jsonargparse import ArgumentParser
 
+    from pate_lightning.pipeline.finite_settings import check_finite_settings
+
     parser = ArgumentParser(exit_on_error=False)
     parser.add_function_arguments(function, as_positional=False)
     try:
         config = parser.parse_object(settings)
     except Exception as error:  # jsonargparse's ArgumentError: an unknown key or a value of the wrong type
         raise PateError(f"invalid settings for {function.__name__}: {error}") from None
+    check_finite_settings(config)
     init = parser.instantiate_classes(config)
     # top-level names only: nested settings (e.g. pate's StudentSettings) stay instantiated objects
     return function(**{name: init.get(name) for name in _parameters(function) if name in init})
@@ -301,8 +354,17 @@ def pipeline_main(argv: list[str]) -> None:
     if args.print_config:
         print(yaml.safe_dump(pipeline.config, sort_keys=False), end="")
         return
-    pipeline.run()
-    if args.summary and pipeline.rank_zero:
-        from pate_lightning.pipeline.run_report import print_run_report
+    with run_lock(pipeline.run_dir, pipeline.rank_zero):
+        pipeline.run()
+        if args.summary and pipeline.rank_zero:
+            from pate_lightning.pipeline.run_report import print_run_report
 
-        print_run_report(pipeline.run_dir, diagnostics=args.diagnostics)
+            print_run_report(pipeline.run_dir, diagnostics=args.diagnostics)
+
+
+def run_lock(run_dir: Path, rank_zero: bool) -> ContextManager[None]:
+    """One pipeline per run folder. The other teacher-parallel processes (they re-run this command to train
+    their share of the teachers) work under the lock of the first."""
+    if not rank_zero:
+        return contextlib.nullcontext()
+    return exclusive_lock(layout.run_lock_file(run_dir), run_dir)

@@ -53,7 +53,10 @@ def run_command(name: str, argv: list[str]) -> None:
     """A plain command (``stage_table.COMMANDS``) with its settings from ``argv`` (and ``--config`` files)."""
     from jsonargparse import CLI
 
-    CLI(stage_table.COMMANDS[name].load_target(), args=argv, as_positional=False, prog=f"pate-lightning {name}")
+    from pate_lightning.pipeline.finite_settings import FiniteSettingsParser
+
+    CLI(stage_table.COMMANDS[name].load_target(), args=argv, as_positional=False, prog=f"pate-lightning {name}",
+        parser_class=FiniteSettingsParser)
 
 
 def cli_main(args: Optional[list[str]] = None) -> None:
@@ -65,6 +68,9 @@ def cli_main(args: Optional[list[str]] = None) -> None:
         return
     _configure_logging(verbose)
     quiet_known_warnings(verbose)
+    # Lightning's own check of a Trainer setting (devices 0, max_epochs -5) is a bad setting like ours
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     try:
         if argv[0] == "pipeline":
             from pate_lightning.pipeline.chain import pipeline_main
@@ -79,7 +85,7 @@ def cli_main(args: Optional[list[str]] = None) -> None:
         else:
             print(f"pate-lightning: error: unknown command {argv[0]!r}.\n\n{usage()}", file=sys.stderr)
             sys.exit(2)
-    except (PateError, ValueError, OSError) as error:
+    except (PateError, ValueError, OSError, MisconfigurationException) as error:
         # PateError: bad input files; ValueError: a setting out of range (our checks name it);
         # OSError: a disk that is full or a folder that cannot be written (errors.os_error_message).
         if verbose or os.environ.get("PATE_DEBUG"):

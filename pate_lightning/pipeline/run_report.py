@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from pate_lightning import layout  # noqa: E402
-from pate_lightning.io import write_bytes  # noqa: E402
+from pate_lightning.errors import PateError  # noqa: E402
+from pate_lightning.io import REGENERATE, load_torch, write_bytes  # noqa: E402
 from pate_lightning.pate.figures import save_pate_figures  # noqa: E402
 
 FUNNEL_STEPS = ("pool", "confident", "non_memorized", "diverse", "kept")
@@ -55,7 +56,7 @@ def kept_grid(run_dir: Path, teacher_id: int, limit: int = 40) -> Optional[Path]
     labels_file = layout.labels_file(run_dir, teacher_id)
     if not samples_file.exists() or not labels_file.exists():
         return None
-    samples = torch.load(samples_file, weights_only=True)
+    samples = load_torch(samples_file, f"teacher {teacher_id} synthetic samples")
     rows = labels_file.read_text().splitlines()[1:]
     if len(samples) == 0:
         return None
@@ -78,7 +79,9 @@ def rejected_grid(run_dir: Path, teacher_id: int, per_reason: int = 8) -> Option
     path = layout.rejected_examples_file(run_dir, teacher_id)
     if not path.exists():
         return None
-    examples = torch.load(path, weights_only=True)  # reason -> (n, 1, 28, 28)
+    examples = load_torch(path, f"teacher {teacher_id} rejected examples")  # reason -> (n, 1, 28, 28)
+    if not isinstance(examples, dict):
+        raise PateError(f"teacher {teacher_id} rejected examples: not a dict of image tensors. {REGENERATE}", path)
     reasons = [r for r, images in examples.items() if len(images)]
     if not reasons:
         return None

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from pate_lightning import layout
 from pate_lightning.pipeline import stage_table, summary
+from pate_lightning.pipeline.finite_settings import check_finite_settings
 from pate_lightning.pipeline.group_checkpoint import LAST, GroupCheckpoint, resumable
 from pate_lightning.errors import PateError
 from pate_lightning.pipeline import teacher_parallel, teacher_settings
@@ -235,6 +236,9 @@ class PateCLI(LightningCLI):
             args=argv[1:],
             run=False,
         )
+
+    def before_instantiate_classes(self) -> None:
+        check_finite_settings(self.config)  # .nan/.inf settings train to NaN and publish non-JSON reports
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--overwrite", type=bool, default=False, help="Redo teachers whose outputs exist.")

@@ -143,3 +143,26 @@ def dp_sgd_privacy_entry(
         "note": note,
         "seeded": bool(seeded),
     }
+
+
+def check_resume_noise(saved: dict, now: dict, steps: int) -> None:
+    """Refuse a resume whose noise multiplier, sample rate or clip differ from the checkpoint's.
+
+    The accountant composes ``steps`` at one setting; steps already taken at another would be charged at
+    the new one (a resumed ``target_epsilon`` run re-solves sigma for its new plan and under-counts).
+
+    >>> check_resume_noise({"noise_multiplier": 1.0}, {"noise_multiplier": 1.0}, 8)
+    >>> check_resume_noise({"noise_multiplier": 0.889}, {"noise_multiplier": 1.16}, 16)
+    Traceback (most recent call last):
+    ...
+    ValueError: DP-SGD resume refused: the checkpoint's 16 steps ran at noise_multiplier 0.889, this run would use 1.16; ...
+    """
+    changed = [f"{name} {saved[name]:.6g}, this run would use {now[name]:.6g}" for name in saved
+               if name in now and not math.isclose(saved[name], now[name], rel_tol=1e-9)]
+    if changed and steps > 0:
+        raise ValueError(
+            f"DP-SGD resume refused: the checkpoint's {steps} steps ran at {'; at '.join(changed)}; the accountant "
+            "charges every step at one setting, so it would misstate epsilon (with target_epsilon, sigma is solved "
+            "for the planned steps: change no max_epochs/max_steps, batch size, clip or target on a resume). Resume "
+            "with the same settings, or delete the teacher group's checkpoint folder to train afresh."
+        )

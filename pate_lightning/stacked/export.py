@@ -20,7 +20,7 @@ from torchvision.utils import make_grid, save_image
 
 from pate_lightning import layout
 from pate_lightning.generators.families import stage_label
-from pate_lightning.io import write_bytes
+from pate_lightning.io import remove_files, write_bytes
 
 
 def png_bytes(images: torch.Tensor, nrow: int = 8) -> bytes:
@@ -56,6 +56,9 @@ class TeacherExport(Callback):
         if self.tensorboard:
             dataset = trainer.datamodule.hparams.get("dataset", "") if trainer.datamodule is not None else ""
             name = stage_label(pl_module.stage, dataset)
+            if trainer.global_step == 0:  # a fresh start (not a resume): an earlier run's curves would merge into this one's
+                for t in pl_module.teacher_ids:
+                    remove_files(layout.logs_dir(self.run_dir, name, t), "events.out.tfevents.*")
             self.writers = {t: SummaryWriter(str(layout.logs_dir(self.run_dir, name, t))) for t in pl_module.teacher_ids}
 
     def state_dict(self) -> dict[str, Any]:

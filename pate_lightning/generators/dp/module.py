@@ -18,7 +18,9 @@ import torch
 from pate_lightning.data.poisson import PoissonShardDataModule, steps_per_epoch
 from pate_lightning.generators.dp.per_sample import Recorder, check_dp_compatible, clipped_gradients, select_trainable
 from pate_lightning.generators.module import TeacherVAEModule
-from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon, dp_sgd_privacy_entry, solve_noise_multiplier
+from pate_lightning.privacy.dp_sgd_accounting import (
+    check_resume_noise, dp_sgd_epsilon, dp_sgd_privacy_entry, solve_noise_multiplier,
+)
 from pate_lightning.seeding import Stream, private_generators
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,19 @@ class DPTeacherVAEModule(TeacherVAEModule):
         eps, _ = dp_sgd_epsilon(self.sigma, self.sample_rate, planned, self.hparams.delta, CONVERSION)
         log.info("[dp-sgd] teachers %s: sample rate %.4g, noise %.4g, %d steps planned, epsilon %.3g at delta %g",
                  self.teacher_ids, self.sample_rate, self.sigma, planned, eps, self.hparams.delta)
+
+    def _noise_settings(self) -> dict[str, float]:
+        return {"noise_multiplier": self.sigma, "sample_rate": self.sample_rate, "max_grad_norm": self.hparams.max_grad_norm}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["dp_sgd_noise"] = self._noise_settings()  # what the steps so far were charged at
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # runs after setup, so self.sigma is this run's (re-solved for target_epsilon)
+        steps = int(checkpoint.get("state_dict", {}).get("dp_steps", 0))
+        check_resume_noise(checkpoint.get("dp_sgd_noise", {}), self._noise_settings(), steps)
+        super().on_load_checkpoint(checkpoint)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if not (isinstance(batch, (tuple, list)) and len(batch) == 3):
