@@ -24,6 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.bench_generation import bench_generation
+from benchmarks.dp_step_profile import profile as profile_dp_step
 from pate_lightning.pipeline.cli import cli_main
 from pate_lightning.generators.module import TeacherVAEModule
 from pate_lightning.pipeline.teacher_groups import default_ensemble_size
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--gen_pool", type=int, default=20000, help="candidates per teacher for generation + labeling")
     parser.add_argument("--dp_epochs", type=int, default=3, help="epochs for DP vs non-DP, each timed twice (0 skips)")
     parser.add_argument("--only_dp", action="store_true", help="time only DP vs non-DP (skips baseline, sweep, generation)")
+    parser.add_argument("--dp_step_profile", type=int, nargs="*", default=[],
+                        help="also time one DP-SGD step and its noise draws at these stack sizes (benchmarks/dp_step_profile.py)")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--data_dir", default=str(REPO / "data"))
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/latest.json"))
@@ -151,6 +154,10 @@ def main() -> None:
             print(f"DP-SGD vs non-DP, {args.teachers} teachers x {args.dp_epochs} epochs, ensemble_size={size} (best of "
                   f"{d['repeats']}): non-DP {d['non_dp_teacher_epochs_per_s']:.2f}, DP {d['dp_teacher_epochs_per_s']:.2f} "
                   f"teacher-epochs/s; DP costs {d['dp_cost_ratio']:.2f}x", flush=True)
+        for k in args.dp_step_profile:
+            result.setdefault("dp_step_profile", []).append(profile_dp_step(k, 3, args.data_dir, work, args.accelerator))
+            _write(out, result)
+            print(f"DP step profile: {json.dumps(result['dp_step_profile'][-1])}", flush=True)
         if args.only_dp:
             return
         ours_rate, ours_gflops = rate_and_gflops(

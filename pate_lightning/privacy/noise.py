@@ -2,8 +2,9 @@
 
 Noise that can be regenerated protects nothing: from a seed and the published outputs one can invert the
 release back to the un-noised values. So by default the vote noise and the smooth-sensitivity draw are
-seeded from ``secrets`` (the OS's cryptographic entropy) and the seed is never written anywhere. A seed
-stays available for tests and replication; every report then says the run is reproducible and not private.
+keyed from ``secrets`` (the OS's cryptographic entropy: 256 bits for torch, 128 for numpy) and the key is
+never written anywhere. A seed stays available for tests and replication; every report then says the run is
+reproducible and not private.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+
+from pate_lightning.seeding import entropy_generator
 
 NOT_PRIVATE = "reproducible: NOT PRIVATE"
 SEEDED_NOTE = (
@@ -58,9 +61,9 @@ def noise_source(seed: Optional[int] = None) -> NoiseSource:
     False
     """
     if seed is None:
-        # 63 bits for torch (its seed is a signed 64-bit int), 128 for numpy; kept in no variable that outlives this call
-        return NoiseSource(torch.Generator().manual_seed(secrets.randbits(63)),
-                           np.random.default_rng(secrets.randbits(128)), None)
+        # torch: the whole Mersenne Twister state from a 256-bit key (manual_seed would keep 32 bits of any seed);
+        # numpy: PCG64 from 128 bits; neither key is kept in a variable that outlives this call
+        return NoiseSource(entropy_generator(), np.random.default_rng(secrets.randbits(128)), None)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, or null for noise from OS entropy (private), got {seed!r}")
     return NoiseSource(torch.Generator().manual_seed(seed), np.random.default_rng(seed), seed)

@@ -55,8 +55,10 @@ class StackedTeacherModule(LightningModule):
         checkpoint["generators"] = {name: [g.get_state() for g in getattr(self, name)] for name in self.GENERATORS}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        for name, states in checkpoint.get("generators", {}).items():
-            for g, state in zip(getattr(self, name), states, strict=True):
+        saved = checkpoint.get("generators", {})
+        # only the generators this module keeps: older DP-SGD checkpoints also hold a noise stream that is now keyed by the step
+        for name in (name for name in self.GENERATORS if name in saved):
+            for g, state in zip(getattr(self, name), saved[name], strict=True):
                 g.set_state(state)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

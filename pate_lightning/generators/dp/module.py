@@ -2,9 +2,10 @@
 
 Per step and teacher (Abadi et al. 2016): a Poisson sample of its shard (``PoissonShardDataModule``),
 each record's gradient over the teacher's trainable parameters clipped to ``max_grad_norm``, their sum
-plus Gaussian noise of std ``noise_multiplier * max_grad_norm`` from the teacher's own generator,
-divided by the expected batch size, then Adam (post-processing). Teachers never share a step's data,
-clip or noise, so teacher k trained in a stack follows the path it follows alone.
+plus Gaussian noise of std ``noise_multiplier * max_grad_norm`` (``StepNoise``: drawn on the device,
+one draw for the whole stack in a private run), divided by the expected batch size, then Adam
+(post-processing). Teachers never share a step's data, clip or noise, so in a seeded run teacher k
+trained in a stack follows the path it follows alone.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any, Optional
 import torch
 
 from pate_lightning.data.poisson import PoissonShardDataModule, steps_per_epoch
+from pate_lightning.generators.dp.noise import StepNoise
 from pate_lightning.generators.dp.per_sample import Recorder, check_dp_compatible, clipped_gradients, select_trainable
 from pate_lightning.generators.module import TeacherVAEModule
 from pate_lightning.privacy.dp_sgd_accounting import (
     check_resume_noise, dp_sgd_epsilon, dp_sgd_privacy_entry, solve_noise_multiplier,
 )
-from pate_lightning.seeding import Stream, private_generators
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,11 @@ class DPTeacherVAEModule(TeacherVAEModule):
         self.automatic_optimization = False
         check_dp_compatible(self)
         self.dp_layers = select_trainable(self, tuple(trainable))
-        self.dp_noise = private_generators(noise_seed, self.teacher_ids, Stream.DP_NOISE)
-        # entropy-seeded generator states stay out of checkpoints: a reader could replay the noise
-        self.GENERATORS = ("noise", "dp_noise") if noise_seed is not None else ("noise",)
+        # keyed by (key, step): no generator state to checkpoint, and the private key is kept nowhere
+        self.dp_noise = StepNoise(noise_seed, self.teacher_ids)
         self.register_buffer("dp_steps", torch.zeros((), dtype=torch.long))  # steps taken: the accountant's count
+        self._noise_step = 0  # dp_steps on the host, read once per fit (on_train_start), so a step never syncs
+        self.shard_size: Optional[int] = None
         self.sample_rate: Optional[float] = None  # set in setup from the datamodule
         self.expected_batch_size: Optional[float] = None
         self.sampling_seed: Optional[int] = None
@@ -122,7 +124,8 @@ class DPTeacherVAEModule(TeacherVAEModule):
                 "Set data.class_path to PoissonShardDataModule (see configs/teacher_vae_dp.yaml)."
             )
         self.sample_rate = datamodule.group_sample_rate()
-        self.expected_batch_size = self.sample_rate * len(datamodule.shards[self.teacher_ids[0]])
+        self.shard_size = len(datamodule.shards[self.teacher_ids[0]])
+        self.expected_batch_size = self.sample_rate * self.shard_size
         self.sampling_seed = datamodule.hparams.sampling_seed
         planned = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.max_epochs * steps_per_epoch(self.sample_rate)
         if planned < 1:
@@ -151,6 +154,9 @@ class DPTeacherVAEModule(TeacherVAEModule):
         check_resume_noise(checkpoint.get("dp_sgd_noise", {}), self._noise_settings(), steps)
         super().on_load_checkpoint(checkpoint)
 
+    def on_train_start(self) -> None:
+        self._noise_step = int(self.dp_steps)  # restored from a checkpoint by now
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if not (isinstance(batch, (tuple, list)) and len(batch) == 3):
             raise ValueError("DP-SGD batches are (images, labels, mask) from PoissonShardDataModule; got another loader's")
@@ -170,6 +176,7 @@ class DPTeacherVAEModule(TeacherVAEModule):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self.dp_steps += 1
+        self._noise_step += 1
         self._accumulate_masked([recon.detach(), kl.detach(), per_sample.detach()], weights)
         count = weights.sum().clamp(min=1)
         logs = {"recon": (recon * weights).sum() / count, "kl": (kl * weights).sum() / count}
@@ -177,31 +184,26 @@ class DPTeacherVAEModule(TeacherVAEModule):
         return (per_sample * weights).sum().detach() / count
 
     def _draw_noise(self, shape: torch.Size) -> torch.Tensor:
-        """Reparameterization noise; in a DP step each teacher draws for its own records only, so its
-        stream does not depend on how far the other teachers' batches pad it."""
-        mask = self._batch_mask
-        if mask is None:
+        """Reparameterization noise; in a DP step each teacher draws a whole shard's rows (a Poisson batch's
+        most), so its stream depends neither on how far the other teachers' batches pad it nor on a read
+        of the mask back to the host."""
+        if self._batch_mask is None:
             return super()._draw_noise(shape)
-        eps = torch.zeros(shape)  # (K, B, latent)
-        for k, g in enumerate(self.noise):
-            count = int(mask[k].sum())
-            eps[k, :count] = torch.randn(count, shape[-1], generator=g)
-        return eps.to(self.device)
+        eps = torch.stack([torch.randn(self.shard_size, shape[-1], generator=g) for g in self.noise])  # (K, M, latent)
+        return eps[:, : shape[1]].to(self.device)  # (K, B, latent); rows past a teacher's count are masked out
 
     @torch.no_grad()
     def _privatize(self, clipped: list[torch.Tensor]) -> list[torch.Tensor]:
         """(clipped sum + N(0, (sigma C)^2)) / expected batch size, per teacher (Abadi et al. 2016, Alg. 1), in place.
 
-        Each teacher's noise comes from its own generator, parameter after parameter, drawn on the CPU
-        so it is the same on every device. The draw is most of a DP step's extra cost on a CPU
-        (~1.1M normals per teacher and step for the default VAE), so it goes straight into a buffer.
+        The noise of all teachers and parameters is one (K, P) draw on the device (``StepNoise``); it is
+        most of a DP step's extra cost on a CPU (~1.1M normals per teacher and step for the default VAE).
         """
         std = self.sigma * self.hparams.max_grad_norm
-        for grad in clipped:
-            noise = torch.empty(grad.shape)  # (K, ...)
-            for k, g in enumerate(self.dp_noise):
-                noise[k].normal_(generator=g)
-            grad.add_(noise.to(grad.device), alpha=std).div_(self.expected_batch_size)
+        sizes = [grad[0].numel() for grad in clipped]
+        noise = self.dp_noise.draw(self._noise_step, sum(sizes), clipped[0].device)  # (K, P)
+        for grad, part in zip(clipped, noise.split(sizes, dim=1)):
+            grad.add_(part.view_as(grad), alpha=std).div_(self.expected_batch_size)
         return clipped
 
     @torch.no_grad()
