@@ -52,6 +52,8 @@ def run_command(name: str, argv: list[str]) -> None:
     """A plain command (``stage_table.COMMANDS``) with its settings from ``argv`` (and ``--config`` files)."""
     from jsonargparse import CLI
 
+    if stage_table.COMMANDS[name].own_parser:
+        return stage_table.COMMANDS[name].load_target()(argv)
     CLI(stage_table.COMMANDS[name].load_target(), args=argv, as_positional=False, prog=f"pate-lightning {name}")
 
 
