@@ -23,7 +23,7 @@ from pate_lightning.data.sources import load_split
 from pate_lightning.io import write_json
 from pate_lightning.pate.command import vote_device
 from pate_lightning.pate.queries import holdout_set
-from pate_lightning.privacy import CONVERSION_REFERENCES, noise_source
+from pate_lightning.privacy import CONVERSION_REFERENCES, NOT_PRIVATE, noise_source
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon, dp_sgd_privacy_entry
 
 log = logging.getLogger(__name__)
@@ -108,5 +108,5 @@ def dp_sgd_student_command(
     write_json(layout.dp_sgd_student_report_file(root), {"runs": [run]})
     print(f"dp_sgd_student: {len(labels)} records, epsilon {result.epsilon:.3f} at delta {dp_sgd.delta:g} "
           f"(package accounting {package_epsilon:.3f}, {CONVERSION}), student {100 * run['student']['test_accuracy']:.2f}%"
-          + ("" if noise.private else f", {noise.describe()['noise_seed_note']}"))
+          + ("" if noise.private else f"; {NOT_PRIVATE} (seeded noise)"))
     return run
