@@ -71,6 +71,7 @@ def compare_parser() -> argparse.ArgumentParser:
 
 
 def compare_main(argv: list[str]) -> None:
+    """``pate-lightning compare`` from its command-line arguments."""
     args = compare_parser().parse_args(argv)
     routes_dir = Path(args.routes_dir)
     names = args.routes if args.routes else sorted(p.stem for p in routes_dir.glob("*.yaml"))
