@@ -263,3 +263,19 @@ def figure_file(run_dir: Path, name: str) -> Path:
 def private_figure_file(run_dir: Path, name: str) -> Path:
     """A picture of un-noised private values (a shard's loss curves): private."""
     return private_dir(run_dir) / "figures" / f"{name}.png"
+
+
+# baselines and compare (routes side by side)
+def dp_sgd_student_report_file(run_dir: Path) -> Path:
+    """The DP-SGD student baseline's report: the same privacy fields as ``pate/report.json``."""
+    return Path(run_dir) / "dp_sgd_student" / "report.json"
+
+
+def replicate_dir(out_dir: Path, route: str, replicate: int) -> Path:
+    """One replicate of a route in ``compare``: fresh noise and student, its own ``pate/`` folder."""
+    return Path(out_dir) / route / f"replicate_{replicate}"
+
+
+def compare_file(out_dir: Path, name: str) -> Path:
+    """``compare``'s outputs: results.json, results.md, privacy_utility.png."""
+    return Path(out_dir) / name

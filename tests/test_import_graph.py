@@ -15,6 +15,7 @@ PACKAGE = "pate_lightning"
 # top to bottom: a module may import only modules of its own layer or below
 LAYERS = [
     {"pipeline.cli", "__main__"},
+    {"compare.command", "compare.run"},  # compare runs routes through the pipeline
     {"pipeline.chain", "pipeline.run_report"},
     {"pipeline.runner", "pipeline.summary", "pipeline.teacher_groups"},
     {"pipeline.stage_table"},

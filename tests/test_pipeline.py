@@ -39,8 +39,8 @@ def tiny_config(tmp_path, pool_size=64):
     return path, config
 
 
-# public_prior runs only when a config has its section (tests/test_pipeline_public.py)
-RUN_STAGES = [name for name in STAGE_NAMES if name != "public_prior"]
+# public_prior and dp_sgd_student run only when a config has their section (tests/test_pipeline_public.py)
+RUN_STAGES = [name for name in STAGE_NAMES if name not in ("public_prior", "dp_sgd_student")]
 
 
 def runs(run_dir):

@@ -27,7 +27,8 @@ from pate_lightning.pipeline.stage_table import Stage
 
 log = logging.getLogger(__name__)
 
-SHARED_KEYS = ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids", "accelerator", "devices", "ensemble_size")
+SHARED_KEYS = ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids", "accelerator", "devices", "ensemble_size",
+               "stages", "run_dirs")
 STAGES = stage_table.PIPELINE_STAGES
 STAGE_NAMES = [s.name for s in STAGES]
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -67,7 +68,18 @@ def check_keys(config: dict[str, Any], where: str | Path) -> dict[str, Any]:
     unknown = set(config) - set(SHARED_KEYS) - set(STAGE_NAMES)
     if unknown:
         raise PateError(f"unknown keys {sorted(unknown)}; allowed: shared {list(SHARED_KEYS)} and stages {STAGE_NAMES}.", where)
+    # a route runs some stages only (real queries need no generator) and may share a stage's outputs with other
+    # routes by running it in a common folder, where its done-markers let the next route skip finished teachers
+    named = list(config.get("stages") or []) + list(config.get("run_dirs") or {})
+    if not isinstance(config.get("run_dirs") or {}, dict) or set(named) - set(STAGE_NAMES):
+        raise PateError(f"stages (a list) and run_dirs (stage: folder) may name only the stages {STAGE_NAMES}; "
+                        f"got {sorted(map(str, set(named) - set(STAGE_NAMES)))}.", where)
     return config
+
+
+def stage_run_dir(stage: Stage, config: dict[str, Any]) -> Path:
+    """Where ``stage`` writes: its entry in ``run_dirs`` (outputs shared between routes), else ``run_dir``."""
+    return Path((config.get("run_dirs") or {}).get(stage.name, config.get("run_dir", ".")))
 
 
 def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Path) -> dict[str, Any]:
@@ -89,8 +101,10 @@ def lightning_stage_config(stage: Stage, config: dict[str, Any], config_dir: Pat
     for key in stage.shared_data_keys:
         if key in config and key in accepted:
             data_args[key] = config[key]
+    if stage.name in (config.get("run_dirs") or {}) and "run_dir" in stage.shared_data_keys and "run_dir" in accepted:
+        data_args["run_dir"] = str(stage_run_dir(stage, config))
     if stage.run_dir_of is not None:
-        data_args["run_dir"] = str(stage.run_dir_of(Path(config.get("run_dir", "."))))
+        data_args["run_dir"] = str(stage.run_dir_of(stage_run_dir(stage, config)))
     trainer = merged.setdefault("trainer", {})
     for key in ("accelerator", "devices"):
         if key in config:
@@ -118,6 +132,8 @@ def command_stage_args(stage: Stage, config: dict[str, Any], function: Callable[
 
     accepted = inspect.signature(function).parameters
     args = {k: v for k, v in config.items() if k in SHARED_KEYS and k in accepted}
+    if stage.name in (config.get("run_dirs") or {}) and "run_dir" in accepted:
+        args["run_dir"] = str(stage_run_dir(stage, config))
     args.update(config.get(stage.name) or {})
     unknown = set(args) - set(accepted)
     if unknown:
@@ -169,6 +185,8 @@ class Pipeline:
             forced = forced or stage.name == self.from_stage
             if stage.optional and stage.name not in self.config:
                 continue  # e.g. public_prior: only runs that use a public generator fit one
+            if self.config.get("stages") is not None and stage.name not in self.config["stages"]:
+                continue  # e.g. a route on real queries: classifiers and pate, no generator
             if stage.kind == "command":
                 function = stage.load_target()
                 settings: dict[str, Any] = command_stage_args(stage, self.config, function)

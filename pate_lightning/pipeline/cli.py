@@ -55,6 +55,8 @@ def run_command(name: str, argv: list[str]) -> None:
 
     from pate_lightning.pipeline.finite_settings import FiniteSettingsParser
 
+    if stage_table.COMMANDS[name].own_parser:
+        return stage_table.COMMANDS[name].load_target()(argv)
     CLI(stage_table.COMMANDS[name].load_target(), args=argv, as_positional=False, prog=f"pate-lightning {name}",
         parser_class=FiniteSettingsParser)
 

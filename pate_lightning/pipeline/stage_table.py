@@ -45,6 +45,7 @@ class Stage:
         shared_data_keys: the pipeline's shared keys given to the stage's data module (a stage on a public set
             takes none of the private run's data settings).
         run_dir_of: the stage's own run dir from the pipeline's, a ``layout`` function (None: the pipeline's).
+        own_parser: the command's target takes the raw arguments (its own argparse, e.g. ``--routes a b``).
     """
 
     name: str
@@ -60,6 +61,7 @@ class Stage:
     optional: bool = False
     shared_data_keys: tuple[str, ...] = ("run_dir", "data_dir", "dataset", "num_teachers", "teacher_ids")
     run_dir_of: Optional[Callable[[Path], Path]] = None
+    own_parser: bool = False
 
     @property
     def command(self) -> str:
@@ -107,6 +109,10 @@ STAGES: tuple[Stage, ...] = (
           config="configs/combine.yaml", target="pate_lightning.candidates.combine:combine_command"),
     Stage("pate", "command", "votes, noisy aggregation, privacy, student -> pate/",
           config="configs/pate.yaml", target="pate_lightning.pate.command:pate_command"),
+    Stage("dp_sgd_student", "command", "baseline: the student on the union of the shards by DP-SGD -> dp_sgd_student/",
+          target="pate_lightning.baselines.dp_sgd_command:dp_sgd_student_command", optional=True),
+    Stage("compare", "command", "routes side by side, with replicates -> results.json, results.md, picture",
+          target="pate_lightning.compare.command:compare_main", in_pipeline=False, own_parser=True),
 )
 BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
 PIPELINE_STAGES: tuple[Stage, ...] = tuple(stage for stage in STAGES if stage.in_pipeline)

@@ -1,0 +1,44 @@
+"""``results.md``: one markdown row per route from ``results.json``'s rows."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from pate_lightning.privacy import NOT_PRIVATE
+
+COLUMNS = ("route", "asked → answered", "ε a priori", "ε released", "scope", "composed ε (K)",
+           "student mean ± spread", "public-only", "wall time per stage", "device")
+
+
+def _eps(value: Optional[float]) -> str:
+    return "unbounded" if value is None else f"{value:.2f}"
+
+
+def _pct(value: Optional[float]) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def row_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    answered = ", ".join(str(a) for a in row["queries_answered"] if a is not None)
+    asked = "–" if row["queries_asked"] is None else f"{row['queries_asked']:,} → {answered}"
+    released = ", ".join(f"{e:.2f}" for e in row["epsilon_released"] if e is not None) or "–"
+    spread = ("–" if row["student_accuracy_mean"] is None
+              else f"{100 * row['student_accuracy_mean']:.1f}% ± {100 * row['student_accuracy_std']:.1f}")
+    composed = f"{_eps(row['composed_epsilon'])} ({row['replicates']}, {row['composed_epsilon_covers']})"
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in row["seconds_per_stage"].items())
+    return (row["name"] + ("" if row["private"] else f" ({NOT_PRIVATE})"), asked, _eps(row["epsilon_a_priori"]),
+            released, f"`{row['scope']}`", composed, spread, _pct(row["public_only_accuracy"]), stages, row["device"])
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The routes' table, then what its epsilons mean."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row_cells(row)) + " |" for row in rows]
+    delta = rows[0]["delta"] if rows else 1e-5
+    conversion = rows[0]["conversion"] if rows else "balle2020"
+    lines += ["", f"ε at δ = {delta:g}, {conversion} conversion. ε a priori: fixed before the run (PATE: the votes "
+              "and the release's cost; DP-SGD: opacus's accountant). ε released: the one noisy draw of the "
+              "data-dependent ε per replicate. composed ε: all K replicate releases together by the package's ledger "
+              "(generators charged once); `labels` where the images are not covered. Student: mean ± standard "
+              "deviation over the replicates; public-only: the same student after public pretraining alone."]
+    return "\n".join(lines) + "\n"
