@@ -13,7 +13,7 @@ import torch
 from pate_lightning import layout
 from pate_lightning.io import move_if_absent
 from pate_lightning.pate.aggregate import (Accounting, Mechanism, account, aggregate, check_conversion, check_delta, plurality,
-                                          refused_release)
+                                          refused_release, release_settings)
 from pate_lightning.pate.publish import diagnostics_entry, privacy_record, read_privacy_stages
 from pate_lightning.pate.queries import (QUERY_SOURCES, QuerySet, holdout_set, load_queries, protocol_split,
                                          select_queries, votes_name)
@@ -106,7 +106,8 @@ def pate_command(
     chosen = Mechanism(mechanism, gamma, sigma, threshold, sigma1, sigma2).check()
     check_delta(delta)
     check_conversion(conversion)
-    release.resolved()
+    if release.order is not None:  # a null order is the rule's, fixed below once the queries are counted
+        release.resolved()
     student.check()
     noise = noise_source(seed)
     protocol_split(1, protocol)  # an unknown protocol fails here, before anything is read
@@ -123,9 +124,6 @@ def pate_command(
     teachers_root = layout.classifiers_root(root, teachers_dir)  # an absolute teachers_dir stays as it is
     ids = check_teachers(teachers_root, teacher_ids if teacher_ids is not None else find_teachers(teachers_root))
     chosen.check(num_teachers=len(ids))
-    refusal = refused_release(chosen, release, NUM_CLASSES, len(ids))  # conditions C5/C6, before any vote is read
-    if refusal is not None:
-        log.warning("pate: %s", refusal)
     combined = layout.combined_file(layout.synthetic_dir(root), "combined", "samples.pt")
     samples = Path(synthetic_samples) if synthetic_samples else combined
     queries = load_queries(query_source, data_dir, samples, protocol, dataset)
@@ -133,6 +131,11 @@ def pate_command(
     # the query subset and the student's initialisation are not privacy noise: a fresh seed is recorded for them
     sampling_seed = seed if seed is not None else secrets.randbits(31)
     asked = select_queries(queries, num_queries, sampling_seed)  # (Q,)
+    # the release's order (rule or setting) and conditions C5/C6: from settings and counts, before any vote is read
+    fixed = release_settings(chosen, release, len(asked), NUM_CLASSES, len(ids), delta, conversion)
+    refusal = refused_release(chosen, fixed, NUM_CLASSES, len(ids))
+    if refusal is not None:
+        log.warning("pate: %s", refusal)
     test = holdout_set(data_dir, protocol, dataset)
     public = None if student.pretrain == "none" else public_pretraining_set(student.pretrain, data_dir)
     votes_path = layout.votes_file(root, votes_name(query_source, protocol))
