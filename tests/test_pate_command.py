@@ -197,6 +197,24 @@ def test_a_seeded_stage_before_the_votes_makes_the_run_not_private(run, tmp_path
     assert "NOT PRIVATE (seeded: generator:dp_hybrid)" in line
 
 
+def test_settings_tuned_on_private_data_are_never_end_to_end(run, tmp_path, capsys):
+    synthetic = tmp_path / "run" / "synthetic"
+    write_combined(synthetic, random_images(6), labels=[3] * 6)
+    stages = [contract_entry(stage="generator", name="dp_hybrid", reads_private_data=True, dp=True,
+                             rdp=[0.01 * order for order in DEFAULT_ORDERS]),
+              contract_entry(stage="selection", name="pate", reads_private_data=False, dp=False)]
+    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}}))
+    why = "DP-SGD settings chosen by shard loss on teachers 0-15"
+    privacy = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0,
+                           settings_chosen_on_private_data=why)["privacy"]
+    # every stage is DP and composed, but the look at the shards that chose the settings is in no epsilon
+    assert privacy["privacy_scope"] == "end_to_end_settings_tuned_on_private_data"
+    assert privacy["settings_chosen_on_private_data"] == why and why in privacy["scope_note"]
+    assert read_report(run)["runs"][0]["privacy"]["privacy_scope"] != "end_to_end"
+    assert "end_to_end_settings_tuned_on_private_data" in capsys.readouterr().out
+    assert "scope=end_to_end_settings_tuned_on_private_data" in pate_lines(REPO / run["run_dir"])[0]
+
+
 def test_malformed_privacy_record_fails_before_any_output(run, tmp_path):
     synthetic = tmp_path / "run" / "synthetic"
     write_combined(synthetic, random_images(4))

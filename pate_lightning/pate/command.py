@@ -68,6 +68,7 @@ def pate_command(
     accelerator: str = "auto",
     seed: Optional[int] = None,
     diagnostics: bool = False,
+    settings_chosen_on_private_data: Optional[str] = None,
 ) -> dict[str, Any]:
     """Label queries by noisy teacher votes, account their privacy, train a student, write pate/report.json.
 
@@ -100,6 +101,9 @@ def pate_command(
             draw, the synthetic query subset and the student: reproducible, and every report says NOT PRIVATE.
         diagnostics: also print the columns computed from the un-noised votes (marked [diag], not for release);
             they are written to {run_dir}/private/pate_diagnostics.json either way.
+        settings_chosen_on_private_data: null, or which settings of the run (generator, queries, student) were
+            chosen by a non-DP look at private data, and how. The report carries it and the scope becomes
+            end_to_end_settings_tuned_on_private_data, never end_to_end (docs/privacy.md).
     """
     started = time.perf_counter()
     # every setting and input is checked before anything is written
@@ -147,7 +151,8 @@ def pate_command(
                           normalization, teacher_chunk, vote_batch_size, device)
     votes = result.votes  # (Q, 10)
     run, labels, answered, accounting = label_queries(queries, asked, votes, ids, chosen, noise, delta, conversion,
-                                                      release, stages, sampling_seed, protocol, student.description)
+                                                      release, stages, sampling_seed, protocol, student.description,
+                                                      settings_chosen_on_private_data)
     private_entry = diagnostics_entry(run, accounting.diagnostics, *vote_diagnostics(queries, asked, votes, labels, answered))
     run["votes"] = {  # the cache's path is not named here: report.json never points into private/
         "rows_counted": result.computed,
@@ -176,7 +181,7 @@ def pate_command(
 def label_queries(
     queries: QuerySet, asked: torch.Tensor, votes: torch.Tensor, ids: list[int], chosen: Mechanism,
     noise: NoiseSource, delta: float, conversion: str, release: ReleaseSettings, stages: Optional[list[Any]],
-    sampling_seed: int, protocol: str, student_method: str,
+    sampling_seed: int, protocol: str, student_method: str, settings_chosen_on_private_data: Optional[str] = None,
 ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, Accounting]:
     """Noisy aggregation of ``votes`` (Q, 10) on the asked queries, its accounting and the publishable run
     record; also the labels (Q,), the answered mask (Q,) and the accounting (its diagnostics are not in the record).
@@ -185,7 +190,8 @@ def label_queries(
     """
     labels, answered = aggregate(votes, chosen, noise.votes, len(ids))  # (Q,), (Q,)
     accounting = account(votes, answered, chosen, delta, noise.release, release, conversion)
-    ledger = end_to_end_privacy(queries.source, stages, accounting.ledger_steps, delta, conversion)
+    ledger = end_to_end_privacy(queries.source, stages, accounting.ledger_steps, delta, conversion,
+                                settings_chosen_on_private_data=settings_chosen_on_private_data)
     run = public_run(queries, asked, ids, chosen, labels, answered, noise, accounting, ledger, sampling_seed,
                      protocol, student_method)
     return run, labels, answered, accounting
