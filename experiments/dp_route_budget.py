@@ -2,7 +2,7 @@
 
 The end-to-end curve a record meets is, in RDP, its teacher's generator (DP-SGD; the max over teachers,
 since shards are disjoint) plus Confident-GNMax's a-priori curve (every asked query charged in full) plus
-the fixed-parameter smooth-sensitivity release (Theorem 23 at the default order 16): the same three entries
+the fixed-parameter smooth-sensitivity release (Theorem 23 at the default order of privacy.release_order): the same three entries
 ``pate-lightning pate`` composes in ``pate/report.json``. All three depend on public settings only, so the
 number of queries is chosen before any vote is counted. Converted once, at delta 1e-5 (balle2020).
 
@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from pate_lightning.privacy import RDPAccountant, ReleaseSettings, analysis, release_rdp_curve
+from pate_lightning.privacy.release_order import settings_for_run
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_rdp
 
 DELTA = 1e-5
@@ -32,7 +33,8 @@ def pate_curve(num_queries: int, parameters: dict[str, float] = CGN) -> np.ndarr
     # the a-priori curve charges every asked query; the answered mask only feeds the realised figure
     accountant.step(mechanism="confident_gnmax", num_queries=num_queries, answered=np.ones(num_queries, bool),
                     **parameters)
-    release = ReleaseSettings().resolved()
+    # the default release order (privacy.release_order) for 250 teachers, 10 classes: settings only
+    release = settings_for_run(ReleaseSettings(), "confident_gnmax", parameters, num_queries, 10, 250, DELTA)
     return accountant.rdp_data_independent + release_rdp_curve(release.beta, release.sigma_ss, accountant.orders)
 
 
@@ -40,7 +42,7 @@ def end_to_end_epsilon(generator_rdp: Optional[np.ndarray], num_queries: int, de
     """Epsilon at ``delta`` of a DP generator (None: a public one) composed with ``num_queries`` PATE queries.
 
     >>> round(end_to_end_epsilon(None, 1500), 2)
-    7.1
+    7.07
     """
     rdp = pate_curve(num_queries)
     if generator_rdp is not None:

@@ -3,8 +3,9 @@
 OLD: Confident-GNMax charged GNMax(sigma2) only on the answered queries, classic conversion (Mironov 2017).
 NEW: the a-priori bound, every asked query charged in full, improved conversion (Balle et al. 2020, as
 dp-accounting). Beside it, the labels' epsilon with the cost of the fixed-parameter smooth-sensitivity release
-(Theorem 23 at the default order 16, beta 0.49/16, sigma_ss by the balancing rule), which depends only on
-those public parameters. All at delta 1e-5 over ``analysis.DEFAULT_ORDERS``.
+(Theorem 23 at the default order of ``privacy.release_order`` for the row's settings, beta 0.49/order, sigma_ss
+by the balancing rule), which depends only on those public parameters. All at delta 1e-5 over
+``analysis.DEFAULT_ORDERS``.
 
     python -m experiments.headline_epsilons --out docs/headline_epsilons.json
 """
@@ -19,9 +20,11 @@ from typing import Any, Optional
 import numpy as np
 
 from pate_lightning.privacy import RDPAccountant, ReleaseSettings, analysis, release_rdp_curve
+from pate_lightning.privacy.release_order import settings_for_run
 from pate_lightning.privacy.scope import SCOPE_NOTES
 
 DELTA = 1e-5
+NUM_TEACHERS, NUM_CLASSES = 250, 10
 CGN = {"threshold": 200.0, "sigma1": 150.0, "sigma2": 40.0}
 # (row, query source, mechanism, parameters, asked, answered, scope): the README's headline settings, 250 teachers
 ROWS = [
@@ -49,8 +52,10 @@ def row(name: str, source: str, mechanism: str, parameters: dict[str, float], as
 
     realised, a_priori = accountant.rdp_data_independent_answered, accountant.rdp_data_independent
     labels: Optional[float] = None
+    release_order: Optional[float] = None
     if mechanism in ("gnmax", "confident_gnmax"):
-        release = ReleaseSettings().resolved()
+        release = settings_for_run(ReleaseSettings(), mechanism, parameters, asked, NUM_CLASSES, NUM_TEACHERS, DELTA)
+        release_order = release.order
         labels = eps(a_priori + release_rdp_curve(release.beta, release.sigma_ss, orders), "balle2020")
     return {
         "row": name, "query_source": source, "mechanism": mechanism, "parameters": parameters,
@@ -60,6 +65,7 @@ def row(name: str, source: str, mechanism: str, parameters: dict[str, float], as
         "a_priori_classic": eps(a_priori, "classic"),
         "new_a_priori_balle2020": eps(a_priori, "balle2020"),
         "new_labels_with_release_cost": labels,
+        "release_order": release_order,
         "privacy_scope": scope,
         "end_to_end": "as eps labels" if scope == "labels" else "unbounded (non-DP generators and selection)",
     }
@@ -84,7 +90,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     rows = [row(*settings) for settings in ROWS]
     result = {
         "delta": DELTA, "orders": "pate_lightning.privacy.analysis.DEFAULT_ORDERS",
-        "release": ReleaseSettings().resolved().__dict__,
+        "release": "privacy.release_order: each row's default order, beta 0.49 / order, sigma_ss balanced",
         "conversions": analysis.CONVERSION_REFERENCES,
         "scopes": SCOPE_NOTES, "rows": rows,
         "command": "python -m experiments.headline_epsilons --out docs/headline_epsilons.json",

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ from pate_lightning.pate.command import StudentSettings, pate_command
 from pate_lightning.io import sha256_file
 from pate_lightning.pate.publish import check_publishable
 from pate_lightning.privacy import DEFAULT_ORDERS, ReleaseSettings, contract_entry
+from pate_lightning.privacy.release_order import default_release_order
 from pate_lightning.pipeline.run_report import pate_lines
 from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
@@ -56,7 +58,9 @@ def test_mnist_test_report_then_a_second_mechanism_reuses_the_votes(run, capsys)
     assert 0 < diagnostic["epsilon_data_dependent"] <= privacy["epsilon_data_independent"]
     assert diagnostic["release_fixed"]["epsilon"] >= diagnostic["epsilon_data_dependent"]
     release = privacy["release"]
-    assert release["order"] == 16.0 and release["beta"] == pytest.approx(0.49 / 16)
+    # the release order is the rule's, from the settings (gnmax sigma 0.1, 15 asked, 10 classes, 3 teachers)
+    order = default_release_order("gnmax", {"sigma": 0.1}, 15, 10, 3, 1e-5)
+    assert release["order"] == order and release["beta"] == pytest.approx(0.49 / order)
     assert isinstance(privacy["epsilon_data_dependent_released"], float)
     # the labels' epsilon composes the votes with the release; public queries: the student's end to end
     assert privacy["epsilon_labels"] > privacy["epsilon_data_independent"]
@@ -69,7 +73,7 @@ def test_mnist_test_report_then_a_second_mechanism_reuses_the_votes(run, capsys)
     assert report["anchors"][0]["epsilon"] == 2.04
     table = capsys.readouterr().out
     assert "eps data-indep." in table and "gnmax(sigma=0.1)" in table and "eps released" in table
-    assert "gnmax(sigma=0.1): released by smooth sensitivity (Theorem 23) at fixed order 16" in table
+    assert f"gnmax(sigma=0.1): released by smooth sensitivity (Theorem 23) at fixed order {order:g}" in table
     assert "reproducible: NOT PRIVATE" in table and "[diag] plurality acc" in table and "labels" in table
 
     again = pate_command(**run, num_queries=20, mechanism="lnmax", gamma=10.0, seed=42)
@@ -178,14 +182,19 @@ def test_synthetic_queries_take_their_scope_from_the_combined_metadata(run, tmp_
     assert result["privacy"]["unbounded_by"] == ["generator:per_teacher"]
 
 
+def write_metadata(synthetic: Path, stages: list[dict]) -> None:
+    """A combined metadata with these privacy stages, vouching for the samples beside it (their sha256)."""
+    recorded = {"outputs": {"samples": {"sha256": sha256_file(synthetic / "combined_samples.pt")}}}
+    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}, **recorded}))
+
+
 def test_a_seeded_stage_before_the_votes_makes_the_run_not_private(run, tmp_path, capsys):
     synthetic = tmp_path / "run" / "synthetic"
     write_combined(synthetic, random_images(6), labels=[3] * 6)
     stages = [contract_entry(stage="generator", name="dp_hybrid", reads_private_data=True, dp=True,
                              rdp=[0.01 * order for order in DEFAULT_ORDERS], seeded=True),
               contract_entry(stage="selection", name="pate", reads_private_data=False, dp=False)]
-    recorded = {"outputs": {"samples": {"sha256": sha256_file(synthetic / "combined_samples.pt")}}}
-    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}, **recorded}))
+    write_metadata(synthetic, stages)
     privacy = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0)["privacy"]
     # the votes' noise came from OS entropy, but the generator's did not: the whole run is not private
     assert privacy["noise_seed"] is None and privacy["private"] is False
@@ -195,6 +204,24 @@ def test_a_seeded_stage_before_the_votes_makes_the_run_not_private(run, tmp_path
     assert "OS entropy" not in table and "NOT PRIVATE" in table and "generator:dp_hybrid" in table
     line = pate_lines(REPO / run["run_dir"])[0]
     assert "NOT PRIVATE (seeded: generator:dp_hybrid)" in line
+
+
+def test_settings_tuned_on_private_data_are_never_end_to_end(run, tmp_path, capsys):
+    synthetic = tmp_path / "run" / "synthetic"
+    write_combined(synthetic, random_images(6), labels=[3] * 6)
+    stages = [contract_entry(stage="generator", name="dp_hybrid", reads_private_data=True, dp=True,
+                             rdp=[0.01 * order for order in DEFAULT_ORDERS]),
+              contract_entry(stage="selection", name="pate", reads_private_data=False, dp=False)]
+    write_metadata(synthetic, stages)
+    why = "DP-SGD settings chosen by shard loss on teachers 0-15"
+    privacy = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0,
+                           settings_chosen_on_private_data=why)["privacy"]
+    # every stage is DP and composed, but the look at the shards that chose the settings is in no epsilon
+    assert privacy["privacy_scope"] == "end_to_end_settings_tuned_on_private_data"
+    assert privacy["settings_chosen_on_private_data"] == why and why in privacy["scope_note"]
+    assert read_report(run)["runs"][0]["privacy"]["privacy_scope"] != "end_to_end"
+    assert "end_to_end_settings_tuned_on_private_data" in capsys.readouterr().out
+    assert "scope=end_to_end_settings_tuned_on_private_data" in pate_lines(REPO / run["run_dir"])[0]
 
 
 def test_malformed_privacy_record_fails_before_any_output(run, tmp_path):

@@ -29,6 +29,7 @@ from pate_lightning.privacy import (
     release_rdp_curve,
 )
 from pate_lightning.privacy.release_conditions import release_refusal
+from pate_lightning.privacy.release_order import settings_for_run
 from pate_lightning.privacy.mechanisms import PARAMETERS, check_parameters
 
 
@@ -104,11 +105,24 @@ DATA_CHOSEN_NOTE = (
 )
 
 
-def refused_release(mechanism: Mechanism, release: ReleaseSettings, num_classes: int, num_teachers: int) -> Optional[str]:
-    """Why the data-dependent epsilon may not be released (``release_conditions``), or None; public values only."""
+def release_settings(
+    mechanism: Mechanism, release: ReleaseSettings, num_queries: int, num_classes: int, num_teachers: int,
+    delta: float, conversion: str,
+) -> Optional[ReleaseSettings]:
+    """The release's resolved settings (a null order by the rule of ``release_order``); None where nothing is released."""
     if mechanism.name not in RELEASED_MECHANISMS:
         return None
-    return release_refusal(mechanism.name, mechanism.parameters, num_classes, num_teachers, release.resolved().order)
+    return settings_for_run(release, mechanism.name, mechanism.parameters, num_queries, num_classes, num_teachers,
+                            delta, conversion)
+
+
+def refused_release(mechanism: Mechanism, fixed: Optional[ReleaseSettings], num_classes: int,
+                    num_teachers: int) -> Optional[str]:
+    """Why the data-dependent epsilon may not be released at the resolved settings ``fixed``
+    (``release_conditions``), or None; public values only."""
+    if fixed is None:
+        return None
+    return release_refusal(mechanism.name, mechanism.parameters, num_classes, num_teachers, fixed.order)
 
 
 @dataclass(frozen=True)
@@ -140,8 +154,9 @@ def account(
     """
     check_delta(delta)
     check_conversion(conversion)
-    fixed = release.resolved()
-    refusal = refused_release(mechanism, fixed, votes.shape[1], int(votes[0].sum()) if len(votes) else 1)
+    num_teachers = int(votes[0].sum()) if len(votes) else 1
+    fixed = release_settings(mechanism, release, len(votes), votes.shape[1], num_teachers, delta, conversion)
+    refusal = refused_release(mechanism, fixed, votes.shape[1], num_teachers)
     accountant = RDPAccountant()
     extra = {"answered": answered} if mechanism.name == "confident_gnmax" else {}
     accountant.step(mechanism=mechanism.name, votes=votes, **mechanism.parameters, **extra)
@@ -171,7 +186,7 @@ def account(
     }
     steps = [{"stage": "pate", "name": mechanism.describe(), "rdp": accountant.rdp_data_independent,
               "note": "noisy votes, data-independent RDP, every asked query charged in full"}]
-    if mechanism.name in RELEASED_MECHANISMS and refusal is None:
+    if fixed is not None and refusal is None:
         arrays = {k: v.detach().cpu().numpy() for k, v in extra.items()}
         votes_array = votes.detach().cpu().numpy()
         made = fixed_release(votes_array, mechanism=mechanism.name, delta=delta, settings=fixed, conversion=conversion,
@@ -194,4 +209,4 @@ def plurality(votes: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["Accounting", "Mechanism", "PARAMETERS", "UNANSWERED", "account", "aggregate", "check_conversion",
-           "check_delta", "plurality", "refused_release"]
+           "check_delta", "plurality", "refused_release", "release_settings"]

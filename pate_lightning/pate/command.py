@@ -13,7 +13,7 @@ import torch
 from pate_lightning import layout
 from pate_lightning.io import move_if_absent
 from pate_lightning.pate.aggregate import (Accounting, Mechanism, account, aggregate, check_conversion, check_delta, plurality,
-                                          refused_release)
+                                          refused_release, release_settings)
 from pate_lightning.pate.publish import diagnostics_entry, privacy_record, read_privacy_stages
 from pate_lightning.pate.queries import (QUERY_SOURCES, QuerySet, holdout_set, load_queries, protocol_split,
                                          select_queries, votes_name)
@@ -69,6 +69,7 @@ def pate_command(
     seed: Optional[int] = None,
     diagnostics: bool = False,
     wide: bool = False,
+    settings_chosen_on_private_data: Optional[str] = None,
 ) -> dict[str, Any]:
     """Label queries by noisy teacher votes, account their privacy, train a student, write pate/report.json.
 
@@ -102,13 +103,17 @@ def pate_command(
         diagnostics: also print the columns computed from the un-noised votes (marked [diag], not for release);
             they are written to {run_dir}/private/pate_diagnostics.json either way.
         wide: print the table one row per run with every column (wider than 120 characters).
+        settings_chosen_on_private_data: null, or which settings of the run (generator, queries, student) were
+            chosen by a non-DP look at private data, and how. The report carries it and the scope becomes
+            end_to_end_settings_tuned_on_private_data, never end_to_end (docs/privacy.md).
     """
     started = time.perf_counter()
     # every setting and input is checked before anything is written
     chosen = Mechanism(mechanism, gamma, sigma, threshold, sigma1, sigma2).check()
     check_delta(delta)
     check_conversion(conversion)
-    release.resolved()
+    if release.order is not None:  # a null order is the rule's, fixed below once the queries are counted
+        release.resolved()
     student.check()
     noise = noise_source(seed)
     protocol_split(1, protocol)  # an unknown protocol fails here, before anything is read
@@ -125,9 +130,6 @@ def pate_command(
     teachers_root = layout.classifiers_root(root, teachers_dir)  # an absolute teachers_dir stays as it is
     ids = check_teachers(teachers_root, teacher_ids if teacher_ids is not None else find_teachers(teachers_root))
     chosen.check(num_teachers=len(ids))
-    refusal = refused_release(chosen, release, NUM_CLASSES, len(ids))  # conditions C5/C6, before any vote is read
-    if refusal is not None:
-        log.warning("pate: %s", refusal)
     combined = layout.combined_file(layout.synthetic_dir(root), "combined", "samples.pt")
     samples = Path(synthetic_samples) if synthetic_samples else combined
     queries = load_queries(query_source, data_dir, samples, protocol, dataset)
@@ -135,6 +137,11 @@ def pate_command(
     # the query subset and the student's initialisation are not privacy noise: a fresh seed is recorded for them
     sampling_seed = seed if seed is not None else secrets.randbits(31)
     asked = select_queries(queries, num_queries, sampling_seed)  # (Q,)
+    # the release's order (rule or setting) and conditions C5/C6: from settings and counts, before any vote is read
+    fixed = release_settings(chosen, release, len(asked), NUM_CLASSES, len(ids), delta, conversion)
+    refusal = refused_release(chosen, fixed, NUM_CLASSES, len(ids))
+    if refusal is not None:
+        log.warning("pate: %s", refusal)
     test = holdout_set(data_dir, protocol, dataset)
     public = None if student.pretrain == "none" else public_pretraining_set(student.pretrain, data_dir)
     votes_path = layout.votes_file(root, votes_name(query_source, protocol))
@@ -146,7 +153,8 @@ def pate_command(
                           normalization, teacher_chunk, vote_batch_size, device)
     votes = result.votes  # (Q, 10)
     run, labels, answered, accounting = label_queries(queries, asked, votes, ids, chosen, noise, delta, conversion,
-                                                      release, stages, sampling_seed, protocol, student.description)
+                                                      release, stages, sampling_seed, protocol, student.description,
+                                                      settings_chosen_on_private_data)
     private_entry = diagnostics_entry(run, accounting.diagnostics, *vote_diagnostics(queries, asked, votes, labels, answered))
     run["votes"] = {  # the cache's path is not named here: report.json never points into private/
         "rows_counted": result.computed,
@@ -175,7 +183,7 @@ def pate_command(
 def label_queries(
     queries: QuerySet, asked: torch.Tensor, votes: torch.Tensor, ids: list[int], chosen: Mechanism,
     noise: NoiseSource, delta: float, conversion: str, release: ReleaseSettings, stages: Optional[list[Any]],
-    sampling_seed: int, protocol: str, student_method: str,
+    sampling_seed: int, protocol: str, student_method: str, settings_chosen_on_private_data: Optional[str] = None,
 ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, Accounting]:
     """Noisy aggregation of ``votes`` (Q, 10) on the asked queries, its accounting and the publishable run
     record; also the labels (Q,), the answered mask (Q,) and the accounting (its diagnostics are not in the record).
@@ -184,7 +192,8 @@ def label_queries(
     """
     labels, answered = aggregate(votes, chosen, noise.votes, len(ids))  # (Q,), (Q,)
     accounting = account(votes, answered, chosen, delta, noise.release, release, conversion)
-    ledger = end_to_end_privacy(queries.source, stages, accounting.ledger_steps, delta, conversion)
+    ledger = end_to_end_privacy(queries.source, stages, accounting.ledger_steps, delta, conversion,
+                                settings_chosen_on_private_data=settings_chosen_on_private_data)
     run = public_run(queries, asked, ids, chosen, labels, answered, noise, accounting, ledger, sampling_seed,
                      protocol, student_method)
     return run, labels, answered, accounting

@@ -32,7 +32,7 @@ PRIVACY_KEYS = frozenset({
     "answered_only_note", "data_dependent_released", "epsilon_data_dependent_released", "release", "release_refused", "note",
     # the ledger: scope and composed epsilons
     "privacy_scope", "scope_note", "epsilon_labels", "order_labels", "epsilon_end_to_end", "order_end_to_end",
-    "unbounded_by", "seeded_by", "ledger",
+    "unbounded_by", "seeded_by", "settings_chosen_on_private_data", "ledger",
 })
 # one report entry per setting: a run with the same values of these replaces the earlier one
 RUN_KEY = ("query_source", "mechanism_description", "queries_asked", "num_teachers", "teacher_ids", "protocol",

@@ -23,7 +23,7 @@ import numpy as np
 from pate_lightning.privacy import analysis
 from pate_lightning.privacy.analysis import ArrayLike
 
-SCOPES = ("labels", "labels_only_queries_not_private", "end_to_end")
+SCOPES = ("labels", "labels_only_queries_not_private", "end_to_end", "end_to_end_settings_tuned_on_private_data")
 
 
 def align(orders: ArrayLike, values: ArrayLike, grid: ArrayLike) -> np.ndarray:

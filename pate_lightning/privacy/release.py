@@ -29,6 +29,7 @@ from pate_lightning.privacy import smooth_sensitivity as ss
 from pate_lightning.privacy.accountant import RDPAccountant, _query_arrays
 from pate_lightning.privacy.analysis import ArrayLike
 from pate_lightning.privacy.release_conditions import release_refusal
+from pate_lightning.privacy.release_order import settings_for_run
 from pate_lightning.privacy.release_settings import BETA_FRACTION, ReleaseSettings, check_beta
 
 RELEASED_MECHANISMS = ("gnmax", "confident_gnmax")
@@ -153,15 +154,17 @@ def fixed_release(
 
     The release's cost depends on the settings only; the votes move the released value and its noise std,
     never sigma_ss. Where conditions C5/C6 fail for the settings (``release_conditions``) there is no valid
-    release: a ValueError says which condition.
+    release: a ValueError says which condition. A null ``settings.order`` is the rule's
+    (``release_order.default_release_order``), from the settings and the votes' shape only.
 
     >>> one = fixed_release([[250, 0, 0]] * 20, mechanism="gnmax", sigma=40.0, delta=1e-5)
     >>> two = fixed_release([[100, 90, 60]] * 20, mechanism="gnmax", sigma=40.0, delta=1e-5)
-    >>> one.sigma_ss == two.sigma_ss and one.rdp_release == two.rdp_release, one.order
-    (True, 16.0)
+    >>> one.sigma_ss == two.sigma_ss and one.rdp_release == two.rdp_release, one.order == two.order
+    (True, True)
     """
     parameters, votes_array, answered_array = _check_mechanism(mechanism, votes, answered, sigma, threshold, sigma1, sigma2)
-    fixed = settings.resolved()
+    fixed = settings_for_run(settings, mechanism, parameters, len(votes_array), votes_array.shape[1],
+                             _num_teachers(votes_array), delta, conversion)
     refusal = release_refusal(mechanism, parameters, votes_array.shape[1], _num_teachers(votes_array), fixed.order)
     if refusal is not None:
         raise ValueError(refusal)

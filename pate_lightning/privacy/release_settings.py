@@ -18,7 +18,6 @@ from pate_lightning.privacy import smooth_sensitivity as ss
 from pate_lightning.privacy.analysis import ArrayLike
 
 BETA_FRACTION = 0.49  # beta = 0.49 / order, as rdp_cumulative.py; Theorem 23 needs beta < 0.5 / order
-DEFAULT_RELEASE_ORDER = 16.0
 
 
 def check_beta(beta: float, order: float) -> float:
@@ -47,28 +46,38 @@ def balanced_sigma(order: float, beta: float) -> float:
     return math.sqrt(order * math.exp(2 * beta) / second)
 
 
+def _check_sigma_ss(sigma_ss: float) -> None:
+    if isinstance(sigma_ss, bool) or not isinstance(sigma_ss, (int, float)) or not 0 < sigma_ss < math.inf:
+        raise ValueError(f"release.sigma_ss must be a finite number > 0 (or null for the rule), got {sigma_ss!r}")
+
+
 @dataclass(frozen=True)
 class ReleaseSettings:
     """Theorem 23's parameters, public and fixed before the votes are seen.
 
     Args:
-        order: the Renyi order lambda of the released data-dependent RDP. The default 16 is a package
-            constant (not tuned on the votes of the run it is used for); see docs/privacy.md.
+        order: the Renyi order lambda of the released data-dependent RDP; None: the rule of
+            ``release_order.default_release_order`` on the run's settings (no vote read; docs/privacy.md).
         beta: the smoothing parameter; None: ``BETA_FRACTION / order`` (the reference's rule).
         sigma_ss: the noise multiplier; None: ``balanced_sigma(order, beta)``.
     """
 
-    order: float = DEFAULT_RELEASE_ORDER
+    order: Optional[float] = None
     beta: Optional[float] = None
     sigma_ss: Optional[float] = None
 
     def resolved(self) -> "ReleaseSettings":
         """The settings with the rule's defaults filled in, checked (a ValueError names the setting).
 
-        >>> settings = ReleaseSettings().resolved()
+        >>> settings = ReleaseSettings(order=16.0).resolved()
         >>> settings.order, round(settings.beta, 6), round(settings.sigma_ss, 3)
         (16.0, 0.030625, 10.214)
         """
+        if self.sigma_ss is not None:
+            _check_sigma_ss(self.sigma_ss)
+        if self.order is None:
+            raise ValueError("release.order is null: the rule fills it from the run's settings "
+                             "(release_order.settings_for_run); or give an order > 1")
         try:
             order = ss._check_order(self.order)
         except ValueError as error:
@@ -78,8 +87,6 @@ class ReleaseSettings:
         except ValueError as error:
             raise ValueError(f"release.{error}") from None
         sigma_ss = balanced_sigma(order, beta) if self.sigma_ss is None else self.sigma_ss
-        if isinstance(sigma_ss, bool) or not isinstance(sigma_ss, (int, float)) or not 0 < sigma_ss < math.inf:
-            raise ValueError(f"release.sigma_ss must be a finite number > 0 (or null for the rule), got {sigma_ss!r}")
         return ReleaseSettings(order=order, beta=float(beta), sigma_ss=float(sigma_ss))
 
 

@@ -132,3 +132,16 @@ def test_end_to_end_scope_and_epsilon_from_the_contract():
 def test_bad_contract_entries_raise(record, message):
     with pytest.raises(ValueError, match=message):
         entry_from_contract(record)
+
+
+def test_a_declared_look_at_private_data_blocks_the_end_to_end_scope():
+    from pate_lightning.privacy.scope import decide_scope, end_to_end_privacy
+
+    public = [{"stage": "generator", "name": "public", "reads_private_data": False, "dp": False}]
+    assert decide_scope("synthetic", public)[0] == "end_to_end"
+    scope, note = decide_scope("synthetic", public, "prior epochs chosen on the teachers' agreement")
+    assert scope == "end_to_end_settings_tuned_on_private_data" and "teachers' agreement" in note
+    steps = [{"stage": "pate", "name": "gnmax", "rdp": [0.1, 0.2]}]
+    result = end_to_end_privacy("synthetic", public, steps, 1e-5, orders=[2, 3],
+                                settings_chosen_on_private_data="prior epochs")
+    assert result["privacy_scope"] != "end_to_end" and result["settings_chosen_on_private_data"] == "prior epochs"

@@ -3,8 +3,11 @@ import pytest
 import torch
 
 from pate_lightning.pate.aggregate import Mechanism, account
-from pate_lightning.privacy import fixed_release
+from pate_lightning.privacy import ReleaseSettings, fixed_release
 from pate_lightning.privacy.release_conditions import gnmax_conditions_failure, release_refusal
+
+
+AT_16 = ReleaseSettings(order=16.0)  # the audit's counterexamples are at order 16
 
 
 def _votes(num_teachers: int = 250, queries: int = 20) -> np.ndarray:
@@ -23,14 +26,14 @@ def test_conditions_c5_c6_at_order_16_with_10_classes(sigma, holds):
 @pytest.mark.parametrize("sigma", [1.0, 3.0, 10.0])
 def test_a_release_where_the_conditions_fail_is_refused(sigma):
     with pytest.raises(ValueError, match=r"Theorem 23\) is not valid here: C6 fails"):
-        fixed_release(_votes(), mechanism="gnmax", sigma=sigma, delta=1e-5)
+        fixed_release(_votes(), mechanism="gnmax", sigma=sigma, delta=1e-5, settings=AT_16)
     with pytest.raises(ValueError, match="C6 fails"):
         fixed_release(_votes(), mechanism="confident_gnmax", threshold=150.0, sigma1=100.0, sigma2=sigma,
-                      answered=np.ones(20, dtype=bool), delta=1e-5)
+                      answered=np.ones(20, dtype=bool), delta=1e-5, settings=AT_16)
 
 
 def test_a_release_where_the_conditions_hold_is_made():
-    release = fixed_release(_votes(), mechanism="gnmax", sigma=40.0, delta=1e-5)
+    release = fixed_release(_votes(), mechanism="gnmax", sigma=40.0, delta=1e-5, settings=AT_16)
     assert release.parameters_fixed and release.order == 16.0 and release.noise_std >= 0
 
 
@@ -38,7 +41,8 @@ def test_a_release_where_the_conditions_hold_is_made():
 def test_account_publishes_the_data_independent_epsilon_only_where_the_conditions_fail(sigma, released):
     votes = torch.as_tensor(_votes())
     answered = torch.ones(len(votes), dtype=torch.bool)
-    accounting = account(votes, answered, Mechanism("gnmax", sigma=sigma), 1e-5, np.random.default_rng(1))
+    accounting = account(votes, answered, Mechanism("gnmax", sigma=sigma), 1e-5, np.random.default_rng(1),
+                         AT_16)
     public = accounting.public
     assert public["data_dependent_released"] is released and (public["release"] is not None) is released
     assert [step["name"] for step in accounting.ledger_steps][1:] == (["smooth_sensitivity_release"] if released else [])
