@@ -13,6 +13,7 @@ from pate_lightning.pipeline.cli import cli_main
 from tests.conftest import REPO
 
 ROUTES = sorted((REPO / "configs/routes").glob("*.yaml"))
+DEMO_250 = REPO / "configs/demo_250.yaml"  # the 250-teacher demo prototype, held to the routes' checks
 
 
 def _accepted(class_path):
@@ -33,7 +34,7 @@ def test_there_is_a_route_per_results_row():
             "hybrid_filters", "per_teacher_guide", "dp_sgd_student_eps1", "dp_sgd_student_eps8"} <= names
 
 
-@pytest.mark.parametrize("path", ROUTES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*ROUTES, DEMO_250], ids=lambda p: p.stem)
 def test_route_settings_are_valid(path):
     config = load_config(path)
     assert config["num_teachers"] == 250 and config.get("teacher_ids") is None  # the full ensemble
@@ -54,7 +55,14 @@ def test_route_settings_are_valid(path):
     if "pate" in config["stages"] and "teacher_classifier" in config["stages"]:
         shared = stage_run_dir(stage_table.get("teacher_classifier"), config) / "trained_nets"
         pate_dir = stage_run_dir(stage_table.get("pate"), config)
-        assert (pate_dir / config["pate"]["teachers_dir"]).resolve() == shared.resolve()
+        assert (pate_dir / config["pate"].get("teachers_dir", "trained_nets")).resolve() == shared.resolve()
+
+
+def test_the_250_teacher_demo_starts_its_teachers_from_the_public_classifier():
+    public = yaml.safe_load((REPO / "configs/demo_public_classifier.yaml").read_text())
+    assert public["data"]["init_args"]["dataset"] == "font_digits_small"  # public renders, never MNIST
+    start = load_config(DEMO_250)["teacher_classifier"]["model"]["init_args"]["public_init"]
+    assert start == public["data"]["init_args"]["run_dir"] + "/trained_nets"
 
 
 @pytest.mark.integration

@@ -86,3 +86,28 @@ def test_two_teachers_on_real_mnist_beat_chance_widely(tmp_path, mnist_dir):
         report = json.loads((run_dir / f"trained_nets/{teacher_id}/report.json").read_text())
         assert report["test_examples"] == 10_000 and report["epochs"] == 5
         assert report["test_accuracy"] > 0.6, report["test_accuracy"]  # chance is 0.1
+
+
+def test_public_init_starts_every_teacher_from_the_public_weights(tmp_path):
+    public = TeacherClassifierModule(teacher_ids=[0], seed=3).member_state_dict(0)
+    (tmp_path / "trained_nets/0").mkdir(parents=True)
+    torch.save(public, tmp_path / "trained_nets/0/model.pth")
+    module = TeacherClassifierModule(teacher_ids=[4, 9], seed=7, public_init=str(tmp_path / "trained_nets"))
+    for k in (0, 1):
+        for name, tensor in public.items():
+            assert torch.equal(module.member_state_dict(k)[name], tensor), (k, name)
+
+
+def test_test_examples_limits_the_reported_test_accuracy_to_the_first_images(tmp_path):
+    run_dir = tmp_path / "run"
+    dm = fake_datamodule(tmp_path, [2])
+    model = TeacherClassifierModule(teacher_ids=[2], seed=7, test_examples=15)
+    trainer = Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[ClassifierExport(run_dir, tensorboard=False)],
+    )
+    trainer.fit(model, datamodule=dm)
+    report = json.loads((run_dir / "trained_nets/2/report.json").read_text())
+    assert report["test_examples"] == 15 and report["hyperparameters"]["test_examples"] == 15
+    with pytest.raises(ValueError, match="test_examples"):
+        TeacherClassifierModule(test_examples=0)

@@ -19,7 +19,7 @@ from pate_lightning.classifiers.loading import classify_log_probs
 class ClassifierExport(TeacherExport):
     """Exports each teacher's ``UCStubModel`` state_dict and a report with its full test-set accuracy.
 
-    The test set (10,000 images for MNIST) is read once per group and evaluated in batches at
+    The test set (10,000 images for MNIST, or the module's ``test_examples`` first ones) is read once per group and evaluated in batches at
     export time with the teacher's own normalization; ``report.json`` is written last, so its
     presence marks the teacher done (the runner skips it on a re-run).
     """
@@ -31,6 +31,8 @@ class ClassifierExport(TeacherExport):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule = trainer.datamodule
         images, labels = load_split(datamodule.hparams.dataset, datamodule.hparams.data_dir, train=False)
+        limit = pl_module.hparams.get("test_examples")
+        images, labels = images[:limit], labels[:limit]  # limit None: the whole test set
         self._test_set = (images.unsqueeze(1).float().div_(255), labels)  # (N, 1, 28, 28) in [0, 1], (N,)
         try:
             super().on_train_end(trainer, pl_module)

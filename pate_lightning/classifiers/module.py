@@ -12,7 +12,7 @@ from torch.func import stack_module_state, vmap
 from pate_lightning.classifiers.model import UCStubModel, ucstub_forward
 from pate_lightning.stacked.module import StackedTeacherModule
 from pate_lightning.seeding import Stream, generator, stream_seed
-from pate_lightning.classifiers.loading import normalization_from_name
+from pate_lightning.classifiers.loading import load_classifier, normalization_from_name
 
 DROPOUT1, DROPOUT2 = 0.25, 0.5  # saferlearn's rates
 
@@ -36,6 +36,13 @@ class TeacherClassifierModule(StackedTeacherModule):
         weight_decay: Adam weight decay.
         normalization: input normalization applied to [0, 1] images (``mnist`` or ``half``).
         seed: base seed; teacher k draws from streams of (seed, k).
+        test_examples: how many test images (the first ones) ``report.json``'s accuracy is measured on;
+            None for the whole test set. Evaluating 10,000 images costs a 240-image teacher as much as
+            ~14 epochs of training, so short runs (the demo) measure on fewer.
+        public_init: a ``trained_nets`` folder whose teacher 0 is a ``UCStubModel`` trained on public data only
+            (font renders: ``fit`` on ``font_digits_small`` with one teacher); every teacher starts from its
+            weights instead of its own random ones, so one epoch on a 240-image shard already gives a useful
+            teacher. Reads no private data, so it costs no privacy. None: random initialisation.
     """
 
     stage = "teacher_classifier"
@@ -49,17 +56,24 @@ class TeacherClassifierModule(StackedTeacherModule):
         weight_decay: float = 0.0,
         normalization: str = "mnist",
         seed: int = 42,
+        test_examples: Optional[int] = None,
+        public_init: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if test_examples is not None and test_examples < 1:
+            raise ValueError(f"test_examples must be >= 1 or null (the whole test set), got {test_examples}")
         self.normalize = normalization_from_name(normalization)
         self.save_hyperparameters()
         self.teacher_ids = list(teacher_ids) if teacher_ids is not None else [0]
+        start = load_classifier(public_init, 0).state_dict() if public_init is not None else None
         models = []
         for teacher_id in self.teacher_ids:
             # nn.Conv2d/nn.Linear initialise from the global RNG: scope it to the teacher's INIT stream
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(stream_seed(seed, teacher_id, Stream.INIT))
                 models.append(UCStubModel())
+            if start is not None:
+                models[-1].load_state_dict(start)
         stacked, _ = stack_module_state(models)
         self.stacked = nn.ParameterDict({_key(n): nn.Parameter(t.detach().clone()) for n, t in stacked.items()})
         self.dropout = [generator(seed, t, Stream.DROPOUT) for t in self.teacher_ids]

@@ -17,7 +17,7 @@ from pate_lightning import layout
 from pate_lightning.compare.picture import draw
 from pate_lightning.compare.results import route_row
 from pate_lightning.compare.run import run_route
-from pate_lightning.compare.table import markdown_table
+from pate_lightning.compare.table import labels_bought, markdown_table
 from pate_lightning.errors import PateError
 from pate_lightning.io import write_json, write_text
 
@@ -56,6 +56,8 @@ def compare(paths: list[Path], replicates: int, out_dir: Path) -> list[dict]:
     write_text(layout.compare_file(out_dir, TABLE), markdown_table(rows))
     draw(rows, layout.compare_file(out_dir, PICTURE))
     print(markdown_table(rows))
+    for sentence in filter(None, map(labels_bought, rows)):  # what each route's private labels added, in words
+        print(sentence)
     return rows
 
 

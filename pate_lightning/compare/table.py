@@ -30,6 +30,21 @@ def row_cells(row: dict[str, Any]) -> tuple[str, ...]:
             released, f"`{row['scope']}`", composed, spread, _pct(row["public_only_accuracy"]), stages, row["device"])
 
 
+def labels_bought(row: dict[str, Any]) -> Optional[str]:
+    """One sentence: what the private labels added to the route's public-only student, at which epsilon and scope.
+
+    >>> labels_bought({"name": "demo", "student_accuracy_mean": 0.912, "public_only_accuracy": 0.871,
+    ...     "composed_epsilon": 4.09, "composed_epsilon_covers": "end_to_end", "delta": 1e-5, "replicates": 1})
+    'demo: the private labels took the student from 87.1% (public data only) to 91.2% (+4.1 points) at ε 4.09 (δ = 1e-05, end_to_end, 1 replicate(s)).'
+    """
+    student, public = row["student_accuracy_mean"], row["public_only_accuracy"]
+    if student is None or public is None:
+        return None
+    return (f"{row['name']}: the private labels took the student from {_pct(public)} (public data only) to "
+            f"{_pct(student)} ({100 * (student - public):+.1f} points) at ε {_eps(row['composed_epsilon'])} "
+            f"(δ = {row['delta']:g}, {row['composed_epsilon_covers']}, {row['replicates']} replicate(s)).")
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """The routes' table, then what its epsilons mean."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
