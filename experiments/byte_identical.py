@@ -1,4 +1,4 @@
-"""Byte-identical check (#13): the same tiny seeded run through two checkouts, every output file compared.
+"""Does a refactor change any output? The same tiny seeded run through two checkouts, every output file compared.
 
     python experiments/byte_identical.py run CHECKOUT OUT     # one run with CHECKOUT's code and configs into OUT
     python experiments/byte_identical.py compare A B [--json FILE]   # every file of run A against run B

@@ -1,4 +1,4 @@
-"""Collects the public-pretraining student runs of experiments/student_rows_pretrain.sh into JSON + markdown.
+"""What did the pretraining student variants score? Runs of experiments/student_rows_pretrain.sh as JSON + markdown.
 
     python -m experiments.collect_pretrain_rows --run /work/runs/student4 --out docs/results/student_rows_pretrain
 

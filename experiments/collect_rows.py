@@ -1,4 +1,4 @@
-"""Collects the publishable fields of finished `pate` runs into one JSON + markdown table (docs/results/).
+"""What did finished `pate` runs publish? Their publishable fields as one JSON + markdown table (docs/results/).
 
     python -m experiments.collect_rows --out docs/results/rows_250 NAME=RUN_DIR[:INDEX] ...
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# What do DP generators (DP-SGD hybrid, latent statistics) buy end to end at 250 teachers? The rows' exact commands.
 # Issue #16 DP rows at 250 teachers: DP-SGD hybrid generator (the public font-prior VAE fine-tuned per shard under
 # DP-SGD) at two per-teacher epsilons, PATE selection, Confident-GNMax, supervised student pretrained on font_digits;
 # and the `public` family with the same PATE and student settings (like-for-like baseline).

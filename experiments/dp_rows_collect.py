@@ -1,4 +1,4 @@
-"""The #16 DP rows from finished runs: generator epsilon, PATE epsilon, end-to-end epsilon, student, wall times.
+"""What do the DP generator rows cost and score? Generator, PATE and end-to-end epsilon, student, wall times.
 
     python -m experiments.dp_rows_collect --out docs/results/dp_rows_250 --reference_dir RUN/refrun \\
         "NAME=RUN_DIR[:LOG,LOG...][@INDEX]" ...

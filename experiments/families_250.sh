@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# How do the generator families compare at 250 teachers? Each family's row through the CLI stages.
 # The generator-families table at 250 teachers (issue #15): each row through the CLI stages
 # (fit -> predict -> combine -> pate), every stage timed into $RUN/<row>/stage_seconds.tsv.
 # Reuses the 250 classifiers, the shard partition, the public font-prior VAE and the `public` family's

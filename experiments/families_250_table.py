@@ -1,4 +1,4 @@
-"""The 250-teacher families table from the files the stages wrote (experiments/families_250.sh made them).
+"""How do the generator families compare at 250 teachers? Their table from the files experiments/families_250.sh wrote.
 
 Per row (a run dir under --run): candidates generated and kept (selection reports, combined metadata),
 asked/answered and every epsilon with its delta, conversion and scope (pate/report.json, last run),

@@ -1,4 +1,4 @@
-"""The families table at small scale: each generator family and selection mode through the existing stages.
+"""How do the generator families compare at small scale? Each family and selection mode through the existing stages.
 
 Shared: the shard partition, teacher classifiers and the public VAE (font_digits only). Per row: fit the
 family's VAEs, generate (teacher filters or PATE selection), combine, then `pate` on the synthetic queries

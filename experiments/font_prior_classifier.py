@@ -1,4 +1,4 @@
-"""The font prior's own figure: a UCStubModel trained only on font digits, scored on MNIST test.
+"""How far does the font prior alone go? A UCStubModel trained only on font digits, scored on MNIST test.
 
 Each epoch renders a fresh augmented set (seed = base seed + epoch), so the classifier never sees the
 same distortion twice; MNIST is read only for the final test score.

@@ -1,4 +1,4 @@
-"""The README's headline epsilons, old accounting vs new, from counts alone (no votes needed).
+"""How did the headline epsilons move from the old accounting to the new? Both from counts alone (no votes needed).
 
 OLD: Confident-GNMax charged GNMax(sigma2) only on the answered queries, classic conversion (Mironov 2017).
 NEW: the a-priori bound, every asked query charged in full, improved conversion (Balle et al. 2020, as

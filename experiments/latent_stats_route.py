@@ -1,4 +1,4 @@
-"""DP class statistics in the public VAE's latent space, released once, then sampled through the public decoder.
+"""Does a one-shot DP release of class statistics in the public latent space make better queries?
 
 Instead of gradients (DP-SGD), the private data is touched once: every record is encoded by the public
 encoder (trained on font_digits only), its posterior mean ``z`` (L dims) is clipped to L2 norm ``bound``,

@@ -1,4 +1,4 @@
-"""The demo's public-prior epochs, chosen on public data only (no shard, no teacher, no vote).
+"""How many epochs should the demo's public prior train? Chosen on public data only (no shard, no teacher, no vote).
 
 The demo's prior (configs/demo.yaml: conditional MLP VAE, latent 8, hidden 512-256, font_digits_small train
 split, seed 42) is trained once; after each of ``--epochs`` it draws ``--per_class`` samples of every class,

@@ -1,4 +1,4 @@
-"""Issue #14's rows (a) and (b), repeated: many fresh-noise runs of each student setting from one votes cache.
+"""How does each student setting score over many fresh-noise runs of the real-query rows, from one votes cache?
 
 Each run is what ``pate-lightning pate --protocol papers`` does after counting votes: fresh privacy noise
 from OS entropy (``noise_source(None)``), the ``pate`` command's own ``label_queries`` (``aggregate``,

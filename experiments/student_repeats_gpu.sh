@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# How do the student settings score over many runs on a GPU? experiments/student_repeats.py on a lent machine.
 # experiments/student_repeats.py on a lent GPU machine (16 cores, one H100/H200), in one call of the device tool:
 #   run(command="bash experiments/student_repeats_gpu.sh", carry=[".gpu"], timeout_s=...)
 # .gpu/ (ignored by git) holds votes.pt (runs/rows_merged/pate/votes_mnist_test_papers.pt) and gpudata.tar.xz

@@ -1,4 +1,4 @@
-"""Tables of issue #14's repeated rows: docs/results/student_repeats.{md,json}.
+"""What do the repeated student runs add up to? Their tables: docs/results/student_repeats.{md,json}.
 
 Reads the summaries ``experiments/student_repeats.py`` wrote (GPU and CPU) and, optionally, ``pate/report.json``
 files of ``pate-lightning pate`` runs (experiments/student_rows_pretrain.sh) whose row and student settings match

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Which student variant, with public pretraining, scores best on the real-query rows? One pate run per variant.
 # Issue #14 rows (a) and (b) with public pretraining of the student (font_digits, never MNIST), papers' protocol,
 # 250 teachers, private (unseeded) noise. Each variant runs in its own run dir on a copy of cached votes, so
 # voting is not redone and every report.json holds one run. Results: docs/results/student_rows_pretrain.md.

@@ -1,4 +1,4 @@
-# Diagnostic of session 9 (#14); see experiments/diagnostics/README.md. Uses TRUE labels: not a PATE result.
+# Why does the student train on blurrier images than the test's? A diagnostic; see experiments/diagnostics/README.md. Uses TRUE labels: not a PATE result.
 import sys, torch
 from pate_lightning.data.augment import apply_affine
 from pate_lightning.pate.queries import mnist_test_queries, holdout_set

@@ -1,4 +1,4 @@
-# Diagnostic of session 9 (#14); see experiments/diagnostics/README.md. Uses TRUE labels: not a PATE result.
+# Why does the student train on blurrier images than the test's? A diagnostic; see experiments/diagnostics/README.md. Uses TRUE labels: not a PATE result.
 """Diagnostic: supervised SmallCNN on the 8,000 held-out query-pool images with TRUE labels -> last 1,000 test."""
 import sys, time, torch
 from pathlib import Path

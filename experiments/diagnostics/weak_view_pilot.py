@@ -1,4 +1,4 @@
-# Diagnostic of session 9 (#14); see experiments/diagnostics/README.md. Uses TRUE labels: not a PATE result.
+# Why does the student train on blurrier images than the test's? A diagnostic; see experiments/diagnostics/README.md. Uses TRUE labels: not a PATE result.
 """Diagnostic pilot: FixMatch (fix120_oracle_ho settings, true labels) with pool pseudo-label quality tracked."""
 import sys, time, json, torch
 from dataclasses import replace

@@ -57,3 +57,23 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
               "(generators charged once); `labels` where the images are not covered. Student: mean ± standard "
               "deviation over the replicates; public-only: the same student after public pretraining alone."]
     return "\n".join(lines) + "\n"
+
+
+README_COLUMNS = ("route", "command", "asked → answered", "ε a priori", "ε released", "scope", "composed ε (K)",
+                  "student mean ± spread", "public-only", "figures from")
+
+
+def readme_table(results: dict[str, Any]) -> str:
+    """README's results table from a ``results.json`` whose routes also carry ``description``, ``command`` and,
+    where the figures are not compare's own, ``source`` with ``rerun_by_compare: false``; then the routes not yet
+    measured (``not_yet_measured``: name and command)."""
+    lines = ["| " + " | ".join(README_COLUMNS) + " |", "|" + "---|" * len(README_COLUMNS)]
+    for row in results["routes"]:
+        cells = row_cells(row)
+        figures = ("`pate-lightning compare`" if row.get("rerun_by_compare", True)
+                   else f"[{row['source'].split('/')[-1]}]({row['source']}), not rerun by compare")
+        lines.append("| " + " | ".join((row["description"], f"`{row['command']}`", *cells[1:8], figures)) + " |")
+    for route in results.get("not_yet_measured", []):
+        cells = (route["description"], f"`{route['command']}`", *["–"] * 7, "not yet measured")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
