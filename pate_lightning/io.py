@@ -89,6 +89,17 @@ def exclusive_lock(path: str | os.PathLike, folder: str | os.PathLike) -> Iterat
             os.close(fd)  # releases the lock
 
 
+@contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """An OSError that names no file (a library's writer thread: TensorBoard's on a full disk) names ``path``."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
