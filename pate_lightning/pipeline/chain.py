@@ -21,7 +21,7 @@ import yaml
 
 from pate_lightning import layout
 from pate_lightning.pipeline import stage_table
-from pate_lightning.errors import PateError
+from pate_lightning.errors import PateError, parse_error_text
 from pate_lightning.io import exclusive_lock, read_json, sha256_json, write_json, write_text
 from pate_lightning.pipeline.stage_table import Stage
 
@@ -284,7 +284,7 @@ def call_command(function: Callable[..., Any], settings: dict[str, Any]) -> Any:
     try:
         config = parser.parse_object(settings)
     except Exception as error:  # jsonargparse's ArgumentError: an unknown key or a value of the wrong type
-        raise PateError(f"invalid settings for {function.__name__}: {error}") from None
+        raise PateError(f"invalid settings for {function.__name__}: {parse_error_text(str(error))}") from None
     check_finite_settings(config)
     init = parser.instantiate_classes(config)
     # top-level names only: nested settings (e.g. pate's StudentSettings) stay instantiated objects
@@ -316,9 +316,9 @@ SHARED_TYPES: dict[str, Any] = {
 def pipeline_parser() -> Any:
     """``pate-lightning pipeline --config FILE [--from_stage NAME] [--summary false] [--print_config]
     [--<shared key> VALUE] [--<stage>.<key>... VALUE]`` (jsonargparse; stage keys are split off first)."""
-    from jsonargparse import ArgumentParser
+    from pate_lightning.pipeline.finite_settings import FiniteSettingsParser
 
-    parser = ArgumentParser(
+    parser = FiniteSettingsParser(
         prog="pate-lightning pipeline", description=__doc__.splitlines()[0],
         epilog="--print_config prints the config with every override applied, and exits. Any stage's setting: "
         "--<stage>.<key>... VALUE (VALUE as YAML), e.g. --teacher_vae.trainer.max_epochs 3. Stage base configs "

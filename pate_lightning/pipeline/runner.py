@@ -30,7 +30,7 @@ from pate_lightning import layout
 from pate_lightning.pipeline import stage_table, summary
 from pate_lightning.pipeline.finite_settings import check_finite_settings
 from pate_lightning.pipeline.group_checkpoint import LAST, GroupCheckpoint, resumable
-from pate_lightning.errors import PateError
+from pate_lightning.errors import OneParagraphParser, PateError
 from pate_lightning.pipeline import teacher_parallel, teacher_settings
 from pate_lightning.pipeline.teacher_groups import Progress, default_ensemble_size, pending_teachers, teacher_groups
 from pate_lightning.pipeline.stage_table import Stage
@@ -191,6 +191,11 @@ def _remove_empty(folder: Path, stop: Path) -> None:
         folder = folder.parent
 
 
+class PateArgumentParser(OneParagraphParser, LightningArgumentParser):
+    """LightningCLI's parser; a value of the wrong type is one paragraph naming the setting, not the usage
+    and a block per type of every Union around it."""
+
+
 class PateCLI(LightningCLI):
     """``PateCLI(["fit", "--config", "configs/teacher_vae.yaml", ...])`` runs the stage; ``run=False`` only parses.
 
@@ -210,13 +215,19 @@ class PateCLI(LightningCLI):
         try:
             self._parse(argv)
         except MisconfigurationException as error:
-            # e.g. --trainer.accelerator gpu on a machine without one: Lightning's reason in one paragraph, exit 2
+            # --trainer.accelerator gpu on a machine without one, devices 0, max_epochs -5: Lightning's reason
+            # in one paragraph, exit 2, with advice that fits it (accelerator advice only for a device problem)
             trainer = getattr(getattr(self, "config", None), "trainer", None)
             chosen = f" (accelerator {trainer.accelerator!r}, devices {trainer.devices!r})" if trainer is not None else ""
-            raise PateError(
-                f"trainer settings{chosen}: Lightning cannot run them on this machine: {str(error).rstrip('.!')}. "
-                f"Use --trainer.accelerator cpu, or auto to use a GPU only where there is one."
-            ) from None
+            reason = str(error).rstrip(".!")
+            if "devices" in reason:
+                advice = "Lightning refuses them", "Give devices (--trainer.devices) a count of at least 1, or auto."
+            elif any(word in reason.lower() for word in ("accelerator", "gpu", "cuda", "mps", "tpu", "available")):
+                advice = "Lightning cannot run them on this machine", (
+                    "Use --trainer.accelerator cpu, or auto to use a GPU only where there is one.")
+            else:
+                advice = "Lightning refuses them", f"Change the setting it names (pate-lightning {self.method} --help)."
+            raise PateError(f"trainer settings{chosen}: {advice[0]}: {reason}. {advice[1]}") from None
         if run:
             self.run_stage()
 
@@ -227,6 +238,7 @@ class PateCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=None,
+            parser_class=PateArgumentParser,
             seed_everything_default=42,
             auto_configure_optimizers=False,
             # hparams must be the arguments each group was built with, not the parsed config
@@ -236,6 +248,12 @@ class PateCLI(LightningCLI):
             args=argv[1:],
             run=False,
         )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except TypeError as error:  # Lightning's check of a value of the wrong kind (devices 'abc' on a CPU)
+            raise MisconfigurationException(str(error)) from None
 
     def before_instantiate_classes(self) -> None:
         check_finite_settings(self.config)  # .nan/.inf settings train to NaN and publish non-JSON reports
