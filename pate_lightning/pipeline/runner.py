@@ -147,7 +147,10 @@ def run_stage(
                     shutil.rmtree(folder, ignore_errors=True)
                     _remove_empty(folder.parent, stop=Path(run_dir))
             else:
-                trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions, ckpt_path=ckpt_path)
+                # a given checkpoint gets fit's check: teachers [2, 3] decoded with teachers 0 and 1's weights
+                given = _resume(stage, run_dir, group, group_model, group_data, ckpt_path) if ckpt_path else None
+                trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions,
+                                ckpt_path=given, weights_only=True)
             markers = [stage.done_marker(Path(run_dir), t) for t in group] if stage.done_marker else []
             if trial:
                 for marker in markers:
