@@ -46,15 +46,17 @@ GroupBuilder = Callable[[list[int], teacher_parallel.Placement], tuple[Lightning
 
 
 def stage_callbacks(
-    stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any], checkpoint_every: int
+    stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any], checkpoint_every: int,
+    label: Optional[str] = None,
 ) -> list[Callback]:
-    """What the runner adds to a group's Trainer: the stage's exporter, then (fit) its group checkpoint.
+    """What the runner adds to a group's Trainer: (fit) a heartbeat, the stage's exporter, then (fit) its group
+    checkpoint. ``label`` names the stage in the heartbeat (``families.stage_label``; default the stage's name).
 
     May set ``trainer_kwargs["enable_checkpointing"]`` to False so Lightning adds no per-epoch ModelCheckpoint.
     """
     callbacks: list[Callback] = []
     if method == "fit":
-        callbacks.append(EpochProgress(f"{stage.name} teachers {group}", every_seconds=HEARTBEAT_SECONDS))
+        callbacks.append(EpochProgress(f"{label or stage.name} teachers {group}", every_seconds=HEARTBEAT_SECONDS))
     if stage.writer is not None and not stage.writer_from_config:
         callbacks.append(stage.writer_class()(run_dir))
     if method == "fit" and trainer_kwargs.get("enable_checkpointing") is not False:
@@ -77,10 +79,10 @@ def require_writer(stage: Stage, trainer: Trainer) -> None:
 
 
 def build_trainer(stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any],
-                  checkpoint_every: int) -> Trainer:
+                  checkpoint_every: int, label: Optional[str] = None) -> Trainer:
     """The group's Trainer: the configured callbacks, then the stage's; checked to hold the stage's writer."""
     kwargs = dict(trainer_kwargs)
-    extra = stage_callbacks(stage, method, run_dir, group, kwargs, checkpoint_every)
+    extra = stage_callbacks(stage, method, run_dir, group, kwargs, checkpoint_every, label)
     kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
     trainer = Trainer(**kwargs)
     require_writer(stage, trainer)
@@ -136,7 +138,8 @@ def run_stage(
         progress = Progress(label, len(mine))
         for group in groups:
             group_model, group_data, trainer_kwargs = build_group(group, placement)
-            trainer = build_trainer(stage, method, run_dir, group, trainer_kwargs, checkpoint_every)
+            # the public prior's heartbeat said `teacher_vae teachers [0]` beside its `[public_prior]` lines
+            trainer = build_trainer(stage, method, run_dir, group, trainer_kwargs, checkpoint_every, label=name)
             if method == "fit":
                 resume = _resume(stage, run_dir, group, group_model, group_data, ckpt_path)
                 # a checkpoint is a pickle: only tensors and plain containers are unpickled (weights_only)
