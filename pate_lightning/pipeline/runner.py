@@ -31,6 +31,7 @@ from pate_lightning.pipeline import stage_table, summary
 from pate_lightning.pipeline.finite_settings import check_finite_settings
 from pate_lightning.pipeline.group_checkpoint import LAST, GroupCheckpoint, resumable
 from pate_lightning.errors import OneParagraphParser, PateError
+from pate_lightning.io import marker_settings
 from pate_lightning.pipeline import teacher_parallel, teacher_settings
 from pate_lightning.pipeline.teacher_groups import Progress, default_ensemble_size, pending_teachers, teacher_groups
 from pate_lightning.pipeline.stage_table import Stage
@@ -142,8 +143,10 @@ def run_stage(
             trainer = build_trainer(stage, method, run_dir, group, trainer_kwargs, checkpoint_every, label=name)
             if method == "fit":
                 resume = _resume(stage, run_dir, group, group_model, group_data, ckpt_path)
-                # a checkpoint is a pickle: only tensors and plain containers are unpickled (weights_only)
-                trainer.fit(group_model, datamodule=group_data, ckpt_path=resume, weights_only=True)
+                # a checkpoint is a pickle: only tensors and plain containers are unpickled (weights_only);
+                # the writer's done-markers record the settings in the same write (io.write_marker)
+                with marker_settings(settings):
+                    trainer.fit(group_model, datamodule=group_data, ckpt_path=resume, weights_only=True)
                 if not pending_teachers(stage.name, run_dir, group, False):
                     # the group's files are written; its checkpoint is only for a group still training
                     folder = layout.checkpoints_dir(run_dir, stage.name, group)
@@ -152,15 +155,13 @@ def run_stage(
             else:
                 # a given checkpoint gets fit's check: teachers [2, 3] decoded with teachers 0 and 1's weights
                 given = _resume(stage, run_dir, group, group_model, group_data, ckpt_path) if ckpt_path else None
-                trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions,
-                                ckpt_path=given, weights_only=True)
-            markers = [stage.done_marker(Path(run_dir), t) for t in group] if stage.done_marker else []
+                with marker_settings(settings):
+                    trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions,
+                                    ckpt_path=given, weights_only=True)
             if trial:
-                for marker in markers:
-                    marker.unlink(missing_ok=True)
+                for teacher_id in group if stage.done_marker else []:
+                    stage.done_marker(Path(run_dir), teacher_id).unlink(missing_ok=True)
                 log.info("[%s] teachers %s: fast_dev_run, so not marked done", stage.name, group)
-            else:
-                teacher_settings.stamp(markers, settings)
             log.info(progress.advance(len(group)))
         return mine
 
