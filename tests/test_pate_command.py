@@ -184,7 +184,8 @@ def test_a_seeded_stage_before_the_votes_makes_the_run_not_private(run, tmp_path
     stages = [contract_entry(stage="generator", name="dp_hybrid", reads_private_data=True, dp=True,
                              rdp=[0.01 * order for order in DEFAULT_ORDERS], seeded=True),
               contract_entry(stage="selection", name="pate", reads_private_data=False, dp=False)]
-    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}}))
+    recorded = {"outputs": {"samples": {"sha256": sha256_file(synthetic / "combined_samples.pt")}}}  # as combine writes it
+    (synthetic / "combined_metadata.json").write_text(json.dumps({"privacy": {"stages": stages}, **recorded}))
     privacy = pate_command(**run, query_source="synthetic", num_queries=None, mechanism="gnmax", sigma=1.0)["privacy"]
     # the votes' noise came from OS entropy, but the generator's did not: the whole run is not private
     assert privacy["noise_seed"] is None and privacy["private"] is False
