@@ -62,6 +62,64 @@ def union_reason(text: str) -> str:
     return f"invalid setting{f' of {owner.group(1)}' if owner else ''}: {reasons[0]}"
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def parse_error_text(message: str, command: Optional[str] = None) -> str:
+    """One paragraph for a jsonargparse parse error: the setting, the type it takes and the value it got
+    (jsonargparse prints the usage and one block per type of every Union around the setting).
+
+    >>> dump = ('Parser key "model":\\n  Does not validate against any of the Union subtypes\\n  Errors:\\n'
+    ...         "    - Problem with given class_path 'a.b.DPModule':\\n        Parser key \\"noise_seed\\":\\n"
+    ...         "          Errors:\\n            - Expected a <class 'int'>\\n            - Expected a <class 'NoneType'>\\n"
+    ...         "          Given value: abc\\n    - Expected a <class 'NoneType'>\\n  Given value: NestedArg(key='noise_seed')")
+    >>> parse_error_text(dump, "pate-lightning fit")
+    "setting model.noise_seed: expected int or null, got 'abc'. Give a value of that type (pate-lightning fit --help lists every setting)."
+    >>> parse_error_text("Parser key \\"model\\":\\n  - Problem with given class_path 'a.b.VAE':\\n      Option 'x' is not accepted")
+    'setting model.x: not a setting of VAE. Check its spelling.'
+    >>> parse_error_text('Parser key "config": File does not exist: \\'c.yaml\\'')
+    "setting config: File does not exist: 'c.yaml'."
+    """
+    lines = message.splitlines()
+    keys = [(i, m.group(1)) for i, line in enumerate(lines) if (m := re.search(r'Parser key "([^"]+)"', line))]
+    if not keys:
+        return f"{' '.join(message.split()).rstrip('.')}. Check the command line" + (
+            f" ({command} --help lists every setting)." if command else ".")
+    setting = ".".join(key for _, key in keys)
+    start = keys[-1][0]
+    # the innermost key's own lines: the rest of its header line, then those indented deeper than it
+    block = [lines[start].split(f'"{keys[-1][1]}":', 1)[-1]]
+    for line in lines[start + 1:]:
+        if line.strip() and _indent(line) <= _indent(lines[start]):
+            break
+        block.append(line)
+    text = "\n".join(block)
+    unknown = re.search(r"Option '([^']+)' is not accepted", text)
+    if unknown:
+        owner = re.search(r"class_path '[\w.]*?(\w+)'", text)
+        return f"setting {setting}.{unknown.group(1)}: not a setting of {owner.group(1) if owner else setting}. Check its spelling."
+    expected = [name.rsplit(".", 1)[-1] for name in re.findall(r"Expected a <class '([\w.]+)'>", text)]
+    given = re.search(r"(?:Given value|Got value): (.*)", text)
+    if not expected:
+        reason = union_reason(text) if "- " in text else " ".join(text.split())
+        return f"setting {setting}: {reason.rstrip('.')}."
+    types = " or ".join(dict.fromkeys("null" if name == "NoneType" else name for name in expected))
+    got = f", got {given.group(1).strip()!r}" if given else ""
+    advice = f" ({command} --help lists every setting)" if command else ""
+    return f"setting {setting}: expected {types}{got}. Give a value of that type{advice}."
+
+
+class OneParagraphParser:
+    """Mixin for a jsonargparse parser: a parse error raises a PateError of one paragraph (the CLI exits 2),
+    instead of printing the usage and every type of every Union around the setting."""
+
+    def error(self, message: str, ex: Optional[Exception] = None) -> None:
+        if not getattr(self, "exit_on_error", True):  # a parser whose caller handles the error
+            return super().error(message, ex)  # type: ignore[misc]
+        raise PateError(parse_error_text(message, getattr(self, "prog", None))) from None
+
+
 def user_message(error: BaseException) -> str:
     """What the CLI prints for an expected failure: one paragraph, no traceback."""
     if isinstance(error, OSError) and not isinstance(error, PateError):

@@ -16,6 +16,7 @@ import os
 import pickle
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -89,6 +90,17 @@ def exclusive_lock(path: str | os.PathLike, folder: str | os.PathLike) -> Iterat
             os.close(fd)  # releases the lock
 
 
+@contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """An OSError that names no file (a library's writer thread: TensorBoard's on a full disk) names ``path``."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -112,6 +124,30 @@ def remove_files(folder: str | os.PathLike, pattern: str) -> None:
     for path in Path(folder).glob(pattern):
         if path.is_file():
             path.unlink()
+
+
+# the settings that shape the outputs of the teacher group being run (set by the runner around its Trainer)
+_MARKER_SETTINGS: ContextVar[dict[str, Any] | None] = ContextVar("marker_settings", default=None)
+MARKER_HASH_KEY = "settings_hash"
+
+
+@contextmanager
+def marker_settings(settings: dict[str, Any]) -> Iterator[None]:
+    """Done-markers written inside (``write_marker``) record ``settings`` and their hash."""
+    token = _MARKER_SETTINGS.set(settings)
+    try:
+        yield
+    finally:
+        _MARKER_SETTINGS.reset(token)
+
+
+def write_marker(path: str | os.PathLike, report: dict[str, Any]) -> Path:
+    """A teacher's done-marker (its report, written last) with the settings it was made with, in one atomic write:
+    stamped afterwards, a run killed in between left a marker without settings, which counted as done."""
+    settings = _MARKER_SETTINGS.get()
+    if settings is not None:
+        report = {**report, MARKER_HASH_KEY: sha256_json(settings), "settings": settings}
+    return write_json(path, report)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -1,4 +1,6 @@
 """Known third-party warning noise, filtered once at CLI start-up, and warnings shown without file prefixes.
+A TensorBoard writer thread's OSError (a full disk) is not printed by the thread: its writer raises it
+again in the main thread, which ends the run in one paragraph.
 
 Each filter names a warning that a correct run of this package raises every time, says nothing a
 user can act on, and would otherwise repeat once per teacher group. Anything not listed here is
@@ -7,6 +9,7 @@ shown. ``--verbose`` keeps Python's default (every warning, with the file and li
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 # (message regex, why it is noise here); any category, as Lightning raises some as its own subclasses
@@ -36,3 +39,23 @@ def quiet_known_warnings(verbose: bool = False) -> None:
     for message, _why in KNOWN_NOISE:
         warnings.filterwarnings("ignore", message=message)
     warnings.formatwarning = short_format
+    quiet_thread_os_errors()
+
+
+def quiet_thread_os_errors() -> None:
+    """A thread ending in an OSError prints no traceback (other exceptions still do).
+
+    TensorBoard's writer thread re-raises a failed write (a full disk) and prints its traceback, while
+    the writer stores the error and raises it again at the next call from the main thread; that one
+    ends the run in the CLI's one paragraph naming the log folder (``stacked/export.py``).
+    """
+    shown = threading.excepthook
+    if getattr(shown, "quiet_os_errors", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not issubclass(args.exc_type, OSError):
+            shown(args)
+
+    hook.quiet_os_errors = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

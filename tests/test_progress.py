@@ -55,3 +55,21 @@ def test_known_noise_is_ignored_and_other_warnings_lose_the_file_prefix(monkeypa
     shown = warnings.formatwarning("teacher 0: empty", UserWarning, "/x/lightning/pytorch/trainer/call.py", 228)
     assert shown == "pate-lightning: warning: teacher 0: empty\n"
     assert all(why for _, why in warning_filters.KNOWN_NOISE)  # each filter says why it is noise
+
+
+def test_public_prior_heartbeat_is_labelled_public_prior(tmp_path, caplog, monkeypatch):
+    """Its heartbeat said `teacher_vae teachers [0]` beside the stage's own `[public_prior]` lines."""
+    from pate_lightning.data import font_digits
+    from pate_lightning.pipeline.cli import cli_main
+    from tests.conftest import REPO
+
+    monkeypatch.setattr(font_digits, "SMALL_PER_CLASS", {True: 4, False: 2})
+    every_font = font_digits.font_files
+    monkeypatch.setattr(font_digits, "font_files", lambda: every_font()[:3])
+    with caplog.at_level(logging.INFO, logger="pate_lightning.progress"):
+        cli_main(["fit", "--config", str(REPO / "configs/generators/public_prior.yaml"), f"--data.data_dir={tmp_path / 'data'}",
+                  f"--data.run_dir={tmp_path / 'prior'}", "--data.dataset=font_digits_small", "--data.batch_size=8",
+                  "--model.hidden_dims=[16]", "--model.latent_dim=4", "--trainer.max_epochs=1", "--trainer.accelerator=cpu",
+                  "--trainer.enable_progress_bar=false"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "pate_lightning.progress"]
+    assert lines and all(line.startswith("[public_prior teachers [0]] epoch") for line in lines), lines

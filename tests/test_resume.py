@@ -93,3 +93,23 @@ def test_ckpt_path_of_other_teachers_is_refused_naming_both_groups(tmp_path, cap
     message = capsys.readouterr().err
     assert f"holds teachers [0, 1], not this group's teachers {teachers.replace(',', ', ')}" in message
     assert not (tmp_path / "other" / "teacher_vaes").exists()
+
+
+@pytest.mark.parametrize("teachers", ["[2,3]", "[2]"])
+def test_predict_ckpt_path_of_other_teachers_is_refused_naming_both_groups(tmp_path, capsys, teachers):
+    """Teachers 2 and 3 decoded their candidates with teachers 0 and 1's decoders, exit 0 (another group size:
+    a size-mismatch traceback); the checkpoint was also unpickled without weights_only."""
+    from tests.synthetic_helpers import generate, make_run
+
+    data_dir, run_dir = make_run(tmp_path, teachers=(0, 1, 2, 3))
+    checkpoint = tmp_path / "generate_0-1.ckpt"
+    generate(data_dir, tmp_path / "run", [0, 1], pool_size=20).save_checkpoint(checkpoint)
+    before = sorted(p.name for p in (run_dir / "teachers").rglob("*"))
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["predict", "--config", str(REPO / "configs/generate.yaml"), f"--data.data_dir={data_dir}",
+                  f"--data.run_dir={run_dir}", f"--data.teacher_ids={teachers}", "--data.pool_size=20",
+                  f"--ckpt_path={checkpoint}", "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false"])
+    assert exited.value.code == 2
+    message = capsys.readouterr().err
+    assert f"holds teachers [0, 1], not this group's teachers {teachers.replace(',', ', ')}" in message
+    assert sorted(p.name for p in (run_dir / "teachers").rglob("*")) == before  # teachers 2 and 3 wrote nothing

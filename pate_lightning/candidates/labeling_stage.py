@@ -33,7 +33,7 @@ from pate_lightning.classifiers.loading import (
 )
 from pate_lightning.errors import PateError
 from pate_lightning.generators.families import SELECTION_MODES
-from pate_lightning.io import read_json, save_torch, write_csv, write_json
+from pate_lightning.io import read_json, save_torch, write_csv, write_marker
 from pate_lightning.stacked.export import write_png_grid
 
 NUM_CLASSES = 10
@@ -224,7 +224,7 @@ def finish_teacher(settings: LabelingSettings, datamodule: Any, teacher_id: int,
         label_counts=pool.label_counts, thresholds=settings.report(), generation=generation,
         normalization=settings.normalization_name, run_dir=run_dir, inputs=pool.inputs, outputs=outputs,
     )
-    write_json(layout.selection_report_file(run_dir, teacher_id), report)  # last: the done-marker
+    write_marker(layout.selection_report_file(run_dir, teacher_id), report)  # last: the done-marker
     return report
 
 

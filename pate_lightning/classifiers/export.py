@@ -11,7 +11,7 @@ from lightning.pytorch import LightningModule, Trainer
 from pate_lightning import layout
 from pate_lightning.stacked.export import TeacherExport, hparams_dict
 from pate_lightning.data.sources import load_split
-from pate_lightning.io import save_torch, write_json
+from pate_lightning.io import save_torch, write_marker
 from pate_lightning.classifiers.model import UCStubModel
 from pate_lightning.classifiers.loading import classify_log_probs
 
@@ -51,7 +51,7 @@ class ClassifierExport(TeacherExport):
         classifiers = layout.classifiers_root(self.run_dir)
         save_torch(layout.classifier_file(classifiers, teacher_id), state)
         history = self.history[teacher_id]
-        write_json(
+        write_marker(
             layout.classifier_report_file(classifiers, teacher_id),
             {
                 "teacher_id": teacher_id,

@@ -11,7 +11,7 @@ from pate_lightning import layout
 from pate_lightning.generators.kl_annealing import KLAnnealing
 from pate_lightning.stacked.export import TeacherExport, hparams_dict, write_png_grid
 from pate_lightning.generators.families import generator_entry, prior_entry
-from pate_lightning.io import save_torch, sha256_file, write_json
+from pate_lightning.io import save_torch, sha256_file, write_marker
 from pate_lightning.stacked.layers import member_state_dict
 from pate_lightning.seeding import Stream, generator
 
@@ -57,7 +57,7 @@ class VAEExport(TeacherExport):
         public_vae = pl_module.hparams.get("public_vae")
         if family == "public":
             history = []  # nothing was trained here: the public VAE's own report holds its history
-        write_json(
+        write_marker(
             layout.vae_report_file(self.run_dir, teacher_id),
             {
                 "teacher_id": teacher_id,

@@ -21,7 +21,7 @@ import yaml
 
 from pate_lightning import layout
 from pate_lightning.pipeline import stage_table
-from pate_lightning.errors import PateError
+from pate_lightning.errors import PateError, parse_error_text
 from pate_lightning.io import exclusive_lock, read_json, sha256_json, write_json, write_text
 from pate_lightning.pipeline.stage_table import Stage
 
@@ -180,6 +180,7 @@ class Pipeline:
         state = self._state()
         previous_hash = legacy_previous = ""
         forced = False
+        trial = False  # a fast_dev_run stage, or one after it: what it writes is a trial, not the run's outputs
         started = time.perf_counter()
         for number, stage in enumerate(STAGES, 1):
             forced = forced or stage.name == self.from_stage
@@ -192,6 +193,7 @@ class Pipeline:
                 settings: dict[str, Any] = command_stage_args(stage, self.config, function)
             else:
                 settings = lightning_stage_config(stage, self.config, self.config_path.parent)
+                trial = trial or bool((settings.get("trainer") or {}).get("fast_dev_run"))
             digest = stage_hash(stage.name, settings, previous_hash)
             # runs recorded before the hash left the run folder out still count as up to date where they are
             legacy_previous = stage_hash(stage.name, settings, legacy_previous, keep_location=True)
@@ -207,7 +209,9 @@ class Pipeline:
             # a changed (or forced) stage redoes its teachers; an interrupted one continues, and an interrupted
             # overwrite stays one (the old config's done-markers would otherwise pass for the new one's)
             interrupted_overwrite = record.get("status") == "running" and record.get("overwrite") is True
-            overwrite = forced or interrupted_overwrite or record.get("hash") not in (None, digest, legacy_previous)
+            # a trial's outputs are redone: stages after a fast_dev_run stamped done-markers on its outputs
+            overwrite = (forced or interrupted_overwrite or record.get("status") == "trial"
+                         or record.get("hash") not in (None, digest, legacy_previous))
             log.info("[pipeline %d/%d] %s: running%s (elapsed %.0fs)", number, len(STAGES), stage.name,
                      " (overwrite)" if overwrite else "", time.perf_counter() - started)
             state[stage.name] = {"hash": digest, "status": "running", "overwrite": overwrite}
@@ -226,15 +230,18 @@ class Pipeline:
             except SystemExit as exit_:
                 if exit_.code not in (0, None):
                     raise PateError(f"stage {stage.name} failed (exit status {exit_.code}); see the message above.") from None
+            if trial:
+                log.info("[pipeline] %s: a fast_dev_run (or after one), so not recorded as done", stage.name)
             state[stage.name] = {
-                "hash": digest, "status": "done", "seconds": round(time.perf_counter() - stage_started, 1),
+                "hash": digest, "status": "trial" if trial else "done", "seconds": round(time.perf_counter() - stage_started, 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": record.get("runs", 0) + 1,
             }
             if rank_zero:
                 write_json(layout.pipeline_state_file(self.run_dir), state)
             forced = forced or overwrite  # stages after a re-run one see new inputs
         if rank_zero:
-            log.info("[pipeline] all stages done in %.0fs", time.perf_counter() - started)
+            log.info("[pipeline] all stages %s in %.0fs", "ran as a trial (fast_dev_run)" if trial else "done",
+                     time.perf_counter() - started)
         return state
 
 
@@ -284,7 +291,7 @@ def call_command(function: Callable[..., Any], settings: dict[str, Any]) -> Any:
     try:
         config = parser.parse_object(settings)
     except Exception as error:  # jsonargparse's ArgumentError: an unknown key or a value of the wrong type
-        raise PateError(f"invalid settings for {function.__name__}: {error}") from None
+        raise PateError(f"invalid settings for {function.__name__}: {parse_error_text(str(error))}") from None
     check_finite_settings(config)
     init = parser.instantiate_classes(config)
     # top-level names only: nested settings (e.g. pate's StudentSettings) stay instantiated objects
@@ -316,9 +323,9 @@ SHARED_TYPES: dict[str, Any] = {
 def pipeline_parser() -> Any:
     """``pate-lightning pipeline --config FILE [--from_stage NAME] [--summary false] [--print_config]
     [--<shared key> VALUE] [--<stage>.<key>... VALUE]`` (jsonargparse; stage keys are split off first)."""
-    from jsonargparse import ArgumentParser
+    from pate_lightning.pipeline.finite_settings import FiniteSettingsParser
 
-    parser = ArgumentParser(
+    parser = FiniteSettingsParser(
         prog="pate-lightning pipeline", description=__doc__.splitlines()[0],
         epilog="--print_config prints the config with every override applied, and exits. Any stage's setting: "
         "--<stage>.<key>... VALUE (VALUE as YAML), e.g. --teacher_vae.trainer.max_epochs 3. Stage base configs "

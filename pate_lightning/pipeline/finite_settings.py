@@ -8,6 +8,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
+from pate_lightning.errors import OneParagraphParser
 from pate_lightning.io import non_finite
 
 
@@ -18,8 +19,9 @@ def check_finite_settings(config: Any) -> None:
         raise ValueError(f"settings must be finite numbers, got {', '.join(bad)}; give a finite value (not .nan or .inf).")
 
 
-class FiniteSettingsParser(ArgumentParser):
-    """jsonargparse's parser for the plain commands, refusing non-finite float settings once parsed."""
+class FiniteSettingsParser(OneParagraphParser, ArgumentParser):
+    """jsonargparse's parser for the plain commands and ``pipeline``, refusing non-finite float settings once
+    parsed; a parse error is one paragraph naming the setting."""
 
     # checked when the parsed settings are put to use (not inside parse_args, whose errors print the usage)
     def instantiate(self, config: Any, *args: Any, **kwargs: Any) -> Any:

@@ -30,7 +30,8 @@ from pate_lightning import layout
 from pate_lightning.pipeline import stage_table, summary
 from pate_lightning.pipeline.finite_settings import check_finite_settings
 from pate_lightning.pipeline.group_checkpoint import LAST, GroupCheckpoint, resumable
-from pate_lightning.errors import PateError
+from pate_lightning.errors import OneParagraphParser, PateError
+from pate_lightning.io import marker_settings
 from pate_lightning.pipeline import teacher_parallel, teacher_settings
 from pate_lightning.pipeline.teacher_groups import Progress, default_ensemble_size, pending_teachers, teacher_groups
 from pate_lightning.pipeline.stage_table import Stage
@@ -46,15 +47,17 @@ GroupBuilder = Callable[[list[int], teacher_parallel.Placement], tuple[Lightning
 
 
 def stage_callbacks(
-    stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any], checkpoint_every: int
+    stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any], checkpoint_every: int,
+    label: Optional[str] = None,
 ) -> list[Callback]:
-    """What the runner adds to a group's Trainer: the stage's exporter, then (fit) its group checkpoint.
+    """What the runner adds to a group's Trainer: (fit) a heartbeat, the stage's exporter, then (fit) its group
+    checkpoint. ``label`` names the stage in the heartbeat (``families.stage_label``; default the stage's name).
 
     May set ``trainer_kwargs["enable_checkpointing"]`` to False so Lightning adds no per-epoch ModelCheckpoint.
     """
     callbacks: list[Callback] = []
     if method == "fit":
-        callbacks.append(EpochProgress(f"{stage.name} teachers {group}", every_seconds=HEARTBEAT_SECONDS))
+        callbacks.append(EpochProgress(f"{label or stage.name} teachers {group}", every_seconds=HEARTBEAT_SECONDS))
     if stage.writer is not None and not stage.writer_from_config:
         callbacks.append(stage.writer_class()(run_dir))
     if method == "fit" and trainer_kwargs.get("enable_checkpointing") is not False:
@@ -77,10 +80,10 @@ def require_writer(stage: Stage, trainer: Trainer) -> None:
 
 
 def build_trainer(stage: Stage, method: str, run_dir: Path, group: list[int], trainer_kwargs: dict[str, Any],
-                  checkpoint_every: int) -> Trainer:
+                  checkpoint_every: int, label: Optional[str] = None) -> Trainer:
     """The group's Trainer: the configured callbacks, then the stage's; checked to hold the stage's writer."""
     kwargs = dict(trainer_kwargs)
-    extra = stage_callbacks(stage, method, run_dir, group, kwargs, checkpoint_every)
+    extra = stage_callbacks(stage, method, run_dir, group, kwargs, checkpoint_every, label)
     kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
     trainer = Trainer(**kwargs)
     require_writer(stage, trainer)
@@ -136,25 +139,29 @@ def run_stage(
         progress = Progress(label, len(mine))
         for group in groups:
             group_model, group_data, trainer_kwargs = build_group(group, placement)
-            trainer = build_trainer(stage, method, run_dir, group, trainer_kwargs, checkpoint_every)
+            # the public prior's heartbeat said `teacher_vae teachers [0]` beside its `[public_prior]` lines
+            trainer = build_trainer(stage, method, run_dir, group, trainer_kwargs, checkpoint_every, label=name)
             if method == "fit":
                 resume = _resume(stage, run_dir, group, group_model, group_data, ckpt_path)
-                # a checkpoint is a pickle: only tensors and plain containers are unpickled (weights_only)
-                trainer.fit(group_model, datamodule=group_data, ckpt_path=resume, weights_only=True)
+                # a checkpoint is a pickle: only tensors and plain containers are unpickled (weights_only);
+                # the writer's done-markers record the settings in the same write (io.write_marker)
+                with marker_settings(settings):
+                    trainer.fit(group_model, datamodule=group_data, ckpt_path=resume, weights_only=True)
                 if not pending_teachers(stage.name, run_dir, group, False):
                     # the group's files are written; its checkpoint is only for a group still training
                     folder = layout.checkpoints_dir(run_dir, stage.name, group)
                     shutil.rmtree(folder, ignore_errors=True)
                     _remove_empty(folder.parent, stop=Path(run_dir))
             else:
-                trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions, ckpt_path=ckpt_path)
-            markers = [stage.done_marker(Path(run_dir), t) for t in group] if stage.done_marker else []
+                # a given checkpoint gets fit's check: teachers [2, 3] decoded with teachers 0 and 1's weights
+                given = _resume(stage, run_dir, group, group_model, group_data, ckpt_path) if ckpt_path else None
+                with marker_settings(settings):
+                    trainer.predict(group_model, datamodule=group_data, return_predictions=return_predictions,
+                                    ckpt_path=given, weights_only=True)
             if trial:
-                for marker in markers:
-                    marker.unlink(missing_ok=True)
+                for teacher_id in group if stage.done_marker else []:
+                    stage.done_marker(Path(run_dir), teacher_id).unlink(missing_ok=True)
                 log.info("[%s] teachers %s: fast_dev_run, so not marked done", stage.name, group)
-            else:
-                teacher_settings.stamp(markers, settings)
             log.info(progress.advance(len(group)))
         return mine
 
@@ -191,6 +198,11 @@ def _remove_empty(folder: Path, stop: Path) -> None:
         folder = folder.parent
 
 
+class PateArgumentParser(OneParagraphParser, LightningArgumentParser):
+    """LightningCLI's parser; a value of the wrong type is one paragraph naming the setting, not the usage
+    and a block per type of every Union around it."""
+
+
 class PateCLI(LightningCLI):
     """``PateCLI(["fit", "--config", "configs/teacher_vae.yaml", ...])`` runs the stage; ``run=False`` only parses.
 
@@ -210,13 +222,19 @@ class PateCLI(LightningCLI):
         try:
             self._parse(argv)
         except MisconfigurationException as error:
-            # e.g. --trainer.accelerator gpu on a machine without one: Lightning's reason in one paragraph, exit 2
+            # --trainer.accelerator gpu on a machine without one, devices 0, max_epochs -5: Lightning's reason
+            # in one paragraph, exit 2, with advice that fits it (accelerator advice only for a device problem)
             trainer = getattr(getattr(self, "config", None), "trainer", None)
             chosen = f" (accelerator {trainer.accelerator!r}, devices {trainer.devices!r})" if trainer is not None else ""
-            raise PateError(
-                f"trainer settings{chosen}: Lightning cannot run them on this machine: {str(error).rstrip('.!')}. "
-                f"Use --trainer.accelerator cpu, or auto to use a GPU only where there is one."
-            ) from None
+            reason = str(error).rstrip(".!")
+            if "devices" in reason:
+                advice = "Lightning refuses them", "Give devices (--trainer.devices) a count of at least 1, or auto."
+            elif any(word in reason.lower() for word in ("accelerator", "gpu", "cuda", "mps", "tpu", "available")):
+                advice = "Lightning cannot run them on this machine", (
+                    "Use --trainer.accelerator cpu, or auto to use a GPU only where there is one.")
+            else:
+                advice = "Lightning refuses them", f"Change the setting it names (pate-lightning {self.method} --help)."
+            raise PateError(f"trainer settings{chosen}: {advice[0]}: {reason}. {advice[1]}") from None
         if run:
             self.run_stage()
 
@@ -227,6 +245,7 @@ class PateCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=None,
+            parser_class=PateArgumentParser,
             seed_everything_default=42,
             auto_configure_optimizers=False,
             # hparams must be the arguments each group was built with, not the parsed config
@@ -236,6 +255,12 @@ class PateCLI(LightningCLI):
             args=argv[1:],
             run=False,
         )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except TypeError as error:  # Lightning's check of a value of the wrong kind (devices 'abc' on a CPU)
+            raise MisconfigurationException(str(error)) from None
 
     def before_instantiate_classes(self) -> None:
         check_finite_settings(self.config)  # .nan/.inf settings train to NaN and publish non-JSON reports

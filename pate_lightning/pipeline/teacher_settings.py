@@ -10,10 +10,10 @@ out: moving a run or adding a device does not change a teacher.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from pate_lightning.errors import PateError
-from pate_lightning.io import read_json, sha256_json, write_json
+from pate_lightning.io import MARKER_HASH_KEY, sha256_json
 from pate_lightning.pipeline.group_checkpoint import DATA_LOCATIONS
 
 # Trainer arguments that change what a group trains or decodes (the rest: devices, logging, progress bars)
@@ -22,7 +22,7 @@ OUTPUT_TRAINER_KEYS = (
     "overfit_batches", "precision", "gradient_clip_val", "gradient_clip_algorithm", "accumulate_grad_batches",
     "deterministic", "fast_dev_run", "callbacks",
 )
-HASH_KEY = "settings_hash"
+HASH_KEY = MARKER_HASH_KEY  # io.write_marker records the settings and this hash in the marker's one write
 
 
 def _plain(value: Any) -> Any:
@@ -50,15 +50,6 @@ def output_settings(model_hparams: Mapping[str, Any], data_hparams: Mapping[str,
         "data": _plain({k: v for k, v in data_hparams.items() if k not in DATA_LOCATIONS and not k.startswith("_")}),
         "trainer": _plain({k: trainer_config[k] for k in OUTPUT_TRAINER_KEYS if k in trainer_config}),
     }
-
-
-def stamp(markers: Sequence[Path], settings: dict[str, Any]) -> None:
-    """Records ``settings`` and their hash in each written marker (atomically, so it stays a whole report)."""
-    for marker in markers:
-        if marker.is_file():
-            report = read_json(marker)
-            if isinstance(report, dict):
-                write_json(marker, {**report, HASH_KEY: sha256_json(settings), "settings": settings})
 
 
 def changed_settings(report: Mapping[str, Any], settings: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from torchvision.utils import make_grid, save_image
 
 from pate_lightning import layout
 from pate_lightning.generators.families import stage_label
-from pate_lightning.io import remove_files, write_bytes
+from pate_lightning.io import naming, remove_files, write_bytes
 
 
 def png_bytes(images: torch.Tensor, nrow: int = 8) -> bytes:
@@ -47,6 +47,7 @@ class TeacherExport(Callback):
         self.tensorboard = tensorboard
         self.history: dict[int, list[dict[str, float]]] = {}
         self.writers: dict[int, SummaryWriter] = {}
+        self.logs: dict[int, Path] = {}  # each teacher's TensorBoard folder, named when a write to it fails
         self.started = 0.0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -56,10 +57,14 @@ class TeacherExport(Callback):
         if self.tensorboard:
             dataset = trainer.datamodule.hparams.get("dataset", "") if trainer.datamodule is not None else ""
             name = stage_label(pl_module.stage, dataset)
+            self.logs = {t: layout.logs_dir(self.run_dir, name, t) for t in pl_module.teacher_ids}
             if trainer.global_step == 0:  # a fresh start (not a resume): an earlier run's curves would merge into this one's
-                for t in pl_module.teacher_ids:
-                    remove_files(layout.logs_dir(self.run_dir, name, t), "events.out.tfevents.*")
-            self.writers = {t: SummaryWriter(str(layout.logs_dir(self.run_dir, name, t))) for t in pl_module.teacher_ids}
+                for folder in self.logs.values():
+                    remove_files(folder, "events.out.tfevents.*")
+            self.writers = {}
+            for t, folder in self.logs.items():
+                with naming(folder):
+                    self.writers[t] = SummaryWriter(str(folder))
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
@@ -76,10 +81,9 @@ class TeacherExport(Callback):
                 continue  # no step on this teacher's data (the `public` family): no loss to record
             row = {"epoch": epoch, **{name: float(values[k]) for name, values in metrics.items()}}
             self.history[teacher_id].append(row)
-            if teacher_id in self.writers:
-                for name, value in row.items():
-                    if name != "epoch":
-                        self.writers[teacher_id].add_scalar(f"train/{name}", value, epoch)
+            for name, value in row.items():
+                if name != "epoch":
+                    self.add_scalar(teacher_id, f"train/{name}", value, epoch)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         seconds = time.perf_counter() - self.started
@@ -93,18 +97,21 @@ class TeacherExport(Callback):
         for teacher_id, writer in self.writers.items():
             history = self.history.get(teacher_id) or [{}]
             final = {f"final/{name}": value for name, value in history[-1].items() if name != "epoch"}
-            # run_name ".": the hparams go into the teacher's own run, not a sub-run TensorBoard lists apart
-            writer.add_hparams(tensorboard_hparams(pl_module), final or {"final/epochs": 0.0}, run_name=".")
-            writer.close()
+            with naming(self.logs[teacher_id]):
+                # run_name ".": the hparams go into the teacher's own run, not a sub-run TensorBoard lists apart
+                writer.add_hparams(tensorboard_hparams(pl_module), final or {"final/epochs": 0.0}, run_name=".")
+                writer.close()
         self.writers = {}
 
     def add_scalar(self, teacher_id: int, tag: str, value: float, step: int) -> None:
         if teacher_id in self.writers:
-            self.writers[teacher_id].add_scalar(tag, value, step)
+            with naming(self.logs[teacher_id]):
+                self.writers[teacher_id].add_scalar(tag, value, step)
 
     def add_image(self, teacher_id: int, tag: str, images: torch.Tensor, step: int) -> None:
         if teacher_id in self.writers:
-            self.writers[teacher_id].add_image(tag, make_grid(images.detach().cpu(), nrow=8), step)
+            with naming(self.logs[teacher_id]):
+                self.writers[teacher_id].add_image(tag, make_grid(images.detach().cpu(), nrow=8), step)
 
     def before_export(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Work shared by all teachers' exports, done once per group (eval mode, no grad)."""
