@@ -17,12 +17,29 @@ def test_opacus_epsilon_matches_the_package_accounting(target):
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.rand(300, 1, 28, 28, generator=generator), torch.randint(0, 10, (300,), generator=generator)
     settings = DPSGDSettings(target_epsilon=target, epochs=2, batch_size=30)
-    result = train_dp_sgd(images, labels, settings, torch.Generator().manual_seed(1), 0, torch.device("cpu"))
+    result = train_dp_sgd(images, labels, settings, torch.Generator().manual_seed(1), 0, torch.device("cpu"),
+                          torch.Generator().manual_seed(2))
     assert result.sample_rate == pytest.approx(0.1) and result.steps == 20
     assert result.epsilon <= target * 1.001  # opacus calibrated the noise for the target
     package, _ = dp_sgd_epsilon(result.noise_multiplier, result.sample_rate, result.steps, settings.delta)
     # the same RDP of the subsampled Gaussian and the same conversion; only the grids of orders differ
     assert package == pytest.approx(result.epsilon, rel=0.05)
+
+
+def test_the_poisson_batches_come_from_the_sampling_generator_not_the_init_seed():
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(200, 1, 28, 28, generator=generator), torch.randint(0, 10, (200,), generator=generator)
+    settings = DPSGDSettings(target_epsilon=8.0, epochs=1, batch_size=20)
+
+    def weights(sampling_seed: int) -> torch.Tensor:
+        # the same initial weights (init seed 0) and the same Gaussian noise: only the batches' generator differs
+        result = train_dp_sgd(images, labels, settings, torch.Generator().manual_seed(1), 0, torch.device("cpu"),
+                              torch.Generator().manual_seed(sampling_seed))
+        return torch.cat([p.detach().flatten() for p in result.model.parameters()])
+
+    # the batches, and so the model, follow the sampling generator (keyed from OS entropy in a private run);
+    # the init seed alone, which a run may record, does not fix them
+    assert torch.equal(weights(5), weights(5)) and not torch.equal(weights(5), weights(6))
 
 
 def test_a_seeded_run_says_not_private_and_records_its_scope(tmp_path, capsys):

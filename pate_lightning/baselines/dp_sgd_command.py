@@ -24,6 +24,7 @@ from pate_lightning.io import write_json
 from pate_lightning.pate.command import vote_device
 from pate_lightning.pate.queries import holdout_set
 from pate_lightning.privacy import CONVERSION_REFERENCES, NOT_PRIVATE, noise_source
+from pate_lightning.seeding import Stream, private_generators
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon, dp_sgd_privacy_entry
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,13 @@ def dp_sgd_student_command(
     started = time.perf_counter()
     dp_sgd.check()
     noise = noise_source(seed)
-    init_seed = seed if seed is not None else secrets.randbits(31)  # initial weights and batches: not privacy noise
+    init_seed = seed if seed is not None else secrets.randbits(31)  # the initial weights: not privacy noise
+    sampling = private_generators(seed, [0], Stream.POISSON)[0]  # the Poisson batches: privacy randomness
     device = vote_device(accelerator)
     root = Path(run_dir)
     images, labels = union_of_shards(root, data_dir, dataset, num_teachers, teacher_ids, shard_seed)
     test_images, test_labels = holdout_set(data_dir, protocol, dataset)
-    result = train_dp_sgd(images, labels, dp_sgd, noise.votes, init_seed, device)
+    result = train_dp_sgd(images, labels, dp_sgd, noise.votes, init_seed, device, sampling)
     package_epsilon, order = dp_sgd_epsilon(result.noise_multiplier, result.sample_rate, result.steps, dp_sgd.delta,
                                             CONVERSION)
     entry = dp_sgd_privacy_entry(result.noise_multiplier, result.sample_rate, result.steps, "dp_sgd_student",

@@ -85,15 +85,19 @@ class DPSGDResult:
 
 def train_dp_sgd(
     images: torch.Tensor, labels: torch.Tensor, settings: DPSGDSettings, noise: torch.Generator,
-    init_seed: int, device: torch.device,
+    init_seed: int, device: torch.device, sampling: torch.Generator,
 ) -> DPSGDResult:
     """Train ``settings.architecture`` on ``images`` (N, 1, 28, 28) in [0, 1] and ``labels`` (N,) under DP-SGD."""
     from opacus import PrivacyEngine
     from opacus.validators import ModuleValidator
 
     settings.check()
-    torch.manual_seed(init_seed)  # the initial weights and opacus's Poisson batches: not privacy noise
+    torch.manual_seed(init_seed)  # the initial weights: not privacy noise
     model = ModuleValidator.fix(ARCHITECTURES[settings.architecture]()).to(device)
+    # opacus draws its Poisson batches from the global generator (its own generator only in secure_mode); the
+    # subsampling's amplification holds only if nobody can predict the batches, so in a private run that
+    # generator's whole state comes from ``sampling`` (keyed from OS entropy), never from the recorded init seed
+    torch.default_generator.set_state(sampling.get_state())
     normalize = NORMALIZATIONS[settings.normalization]
     loader = DataLoader(TensorDataset(normalize(images), labels), batch_size=settings.batch_size, shuffle=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
