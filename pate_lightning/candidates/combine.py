@@ -134,7 +134,7 @@ def combine_command(
         confidences.append(data.confidences[take])
         owners.append(torch.full((len(take),), teacher_id, dtype=torch.long))
         sources.append(take)
-        privacy_entries += stage_entries(layout.vae_dir(root, teacher_id) / "training_report.json", "generator")
+        privacy_entries += stage_entries(layout.vae_report_file(root, teacher_id), "generator")
         privacy_entries += stage_entries(layout.selection_report_file(root, teacher_id), "selection")
         per_teacher[str(teacher_id)] = {
             "available": len(data.labels), "taken": len(take),
