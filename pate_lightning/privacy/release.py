@@ -28,7 +28,7 @@ from pate_lightning.privacy import analysis
 from pate_lightning.privacy import smooth_sensitivity as ss
 from pate_lightning.privacy.accountant import RDPAccountant, _query_arrays
 from pate_lightning.privacy.analysis import ArrayLike
-from pate_lightning.privacy.release_conditions import release_refusal
+from pate_lightning.privacy.release_conditions import gnmax_sigma, gnmax_term_constant, release_refusal
 from pate_lightning.privacy.release_order import settings_for_run
 from pate_lightning.privacy.release_settings import BETA_FRACTION, ReleaseSettings, check_beta
 
@@ -106,11 +106,8 @@ def local_sensitivities(
 ) -> tuple[float, np.ndarray]:
     """The data-dependent RDP at ``order`` that is released, and ls[d] of it summed over the queries."""
     num_teachers = _num_teachers(votes)
-    sigma = parameters["sigma"] if mechanism == "gnmax" else parameters["sigma2"]
-    unanimous = np.eye(votes.shape[1])[0] * num_teachers
-    # Where even unanimous votes get the data-independent cost, every histogram does (reference
-    # is_data_independent_always_opt_gaussian): the GNMax term is a constant with sensitivity 0.
-    gnmax_constant = analysis.compute_logq_gnmax(unanimous, sigma) >= ss.compute_logq0_gnmax(sigma, order)
+    sigma = gnmax_sigma(mechanism, parameters)
+    gnmax_constant = gnmax_term_constant(sigma, votes.shape[1], num_teachers, order)
     rdp, total = 0.0, np.zeros(num_teachers)
     for row, is_answered in zip(votes, answered):
         if mechanism == "confident_gnmax":

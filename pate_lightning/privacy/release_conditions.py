@@ -59,6 +59,25 @@ def gnmax_conditions_failure(sigma: float, num_classes: int, order: float) -> Op
     return None
 
 
+def gnmax_sigma(mechanism: str, parameters: dict[str, float]) -> float:
+    """The noise of the GNMax step: ``sigma`` for GNMax, ``sigma2`` for Confident-GNMax."""
+    return float(parameters["sigma"] if mechanism == "gnmax" else parameters["sigma2"])
+
+
+def unanimous_votes(num_classes: int, num_teachers: int) -> np.ndarray:
+    """The histogram (num_classes,) of ``num_teachers`` all voting for class 0 (a public histogram)."""
+    return np.eye(num_classes)[0] * num_teachers
+
+
+def gnmax_term_constant(sigma: float, num_classes: int, num_teachers: int, order: float) -> bool:
+    """Whether even unanimous votes get GNMax's data-independent cost at ``order``: then every histogram does
+    (reference ``is_data_independent_always_opt_gaussian``) and the GNMax term is a constant with sensitivity 0.
+    A ValueError where Theorem 6 gives no q0.
+    """
+    unanimous = unanimous_votes(num_classes, num_teachers)
+    return bool(analysis.compute_logq_gnmax(unanimous, sigma) >= ss.compute_logq0_gnmax(sigma, order))
+
+
 def release_refusal(
     mechanism: str, parameters: dict[str, float], num_classes: int, num_teachers: int, order: float
 ) -> Optional[str]:
@@ -72,13 +91,12 @@ def release_refusal(
     >>> release_refusal("gnmax", {"sigma": 3.0}, 10, 250, 16.0).startswith("the smooth-sensitivity release")
     True
     """
-    sigma = float(parameters["sigma"] if mechanism == "gnmax" else parameters["sigma2"])
+    sigma = gnmax_sigma(mechanism, parameters)
     failure = gnmax_conditions_failure(sigma, int(num_classes), float(order))
     if failure is None:
         return None
-    unanimous = np.eye(num_classes)[0] * num_teachers
     try:
-        if analysis.compute_logq_gnmax(unanimous, sigma) >= ss.compute_logq0_gnmax(sigma, float(order)):
+        if gnmax_term_constant(sigma, num_classes, num_teachers, float(order)):
             return None
     except ValueError:
         pass  # no q0: Theorem 6 does not apply, the failure stands
@@ -87,4 +105,4 @@ def release_refusal(
             f"release the data-dependent one raise sigma or choose another release order")
 
 
-__all__ = ["gnmax_conditions_failure", "release_refusal"]
+__all__ = ["gnmax_conditions_failure", "gnmax_sigma", "gnmax_term_constant", "release_refusal", "unanimous_votes"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from pate_lightning.privacy import analysis
 from pate_lightning.privacy import smooth_sensitivity as ss
-from pate_lightning.privacy.release_conditions import release_refusal
+from pate_lightning.privacy.release_conditions import gnmax_sigma, release_refusal, unanimous_votes
 from pate_lightning.privacy.release_settings import ReleaseSettings
 
 ORDER_RULE = ("the order minimising the released epsilon at unanimous votes on every asked query (data-dependent RDP "
@@ -39,8 +39,8 @@ def unanimous_rdp(mechanism: str, parameters: dict[str, float], num_classes: int
     >>> 0 < unanimous_rdp("gnmax", {"sigma": 40.0}, 10, 250, 16.0) < 16.0 / 40.0 ** 2
     True
     """
-    unanimous = np.eye(num_classes)[0] * num_teachers
-    sigma = parameters["sigma"] if mechanism == "gnmax" else parameters["sigma2"]
+    unanimous = unanimous_votes(num_classes, num_teachers)
+    sigma = gnmax_sigma(mechanism, parameters)
     rdp = float(ss.rdp_gnmax_smooth(analysis.compute_logq_gnmax(unanimous, sigma), sigma, order)[0])
     if mechanism == "confident_gnmax":
         logpr = analysis.compute_logpr_answered(parameters["threshold"], parameters["sigma1"], unanimous)
