@@ -1,13 +1,14 @@
-"""Which committed measurements stand for each route in README's table: assembles docs/results/routes.json from them.
+"""Which committed measurements stand for each route in docs/results.md's table: assembles
+docs/results/routes.json from them.
 
 No 250-teacher route has been rerun by ``pate-lightning compare`` yet, so each route's row is built from the
 measurement file its figures come from (named in ``source``; ``rerun_by_compare: false``): the replicates'
 figures are recast as report entries and passed through compare's own ``route_row``, so the composed epsilon
 is the package's ledger over the recorded public parameters, as ``compare`` computes it. The DP-SGD student
-baselines have no measurement yet and are listed as such. README's table is then
+baselines have no measurement yet and are listed as such. docs/results.md's table is then
 
     python -m experiments.readme_routes --out docs/results/routes.json
-    pate-lightning compare --from_results docs/results/routes.json --readme
+    pate-lightning compare --from_results docs/results/routes.json --docs
 """
 
 from __future__ import annotations

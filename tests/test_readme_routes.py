@@ -1,4 +1,4 @@
-"""README's results table is what ``compare --from_results docs/results/routes.json --readme`` renders, and
+"""docs/results.md's table is what ``compare --from_results docs/results/routes.json --docs`` renders, and
 routes.json is what the package's code assembles from the committed measurements (so neither can drift)."""
 
 import json
@@ -13,15 +13,16 @@ from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_privacy_entry
 from tests.conftest import REPO
 
 ROUTES = REPO / "docs/results/routes.json"
-START = "<!-- routes table: pate-lightning compare --from_results docs/results/routes.json --readme -->\n"
+START = "<!-- routes table: pate-lightning compare --from_results docs/results/routes.json --docs -->\n"
 END = "<!-- end of routes table -->"
 
 
-def test_readme_table_is_the_rendered_routes_json():
-    readme = (REPO / "README.md").read_text()
-    assert START in readme and END in readme
-    block = readme.split(START, 1)[1].split(END, 1)[0]
-    assert block == render_results(ROUTES, readme=True)
+def test_results_doc_table_is_the_rendered_routes_json():
+    page = (REPO / "docs/results.md").read_text()
+    assert START in page and END in page
+    block = page.split(START, 1)[1].split(END, 1)[0]
+    assert block == render_results(ROUTES, docs=True)
+    assert "docs/results.md" in (REPO / "README.md").read_text()  # README points to it
 
 
 def test_routes_json_is_assembled_from_the_committed_measurements(monkeypatch):

@@ -3,7 +3,7 @@
 Runs each route (a pipeline config, ``configs/routes/<name>.yaml``) with N replicates and writes
 ``results.json`` (one object per route), ``results.md`` (the table) and ``privacy_utility.png``.
 Resumable: finished stages and replicates are kept. ``--from_results FILE`` runs nothing and prints the table of
-a ``results.json`` (``--readme``: README's results table, from ``docs/results/routes.json``).
+a ``results.json`` (``--docs``: docs/results.md's table, from ``docs/results/routes.json``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pate_lightning import layout
 from pate_lightning.compare.picture import draw
 from pate_lightning.compare.results import route_row
 from pate_lightning.compare.run import run_route
-from pate_lightning.compare.table import labels_bought, markdown_table, readme_table
+from pate_lightning.compare.table import docs_table, labels_bought, markdown_table
 from pate_lightning.errors import PateError
 from pate_lightning.io import read_json, write_json, write_text
 
@@ -62,17 +62,17 @@ def compare(paths: list[Path], replicates: int, out_dir: Path) -> list[dict]:
     return rows
 
 
-def render_results(path: Path, readme: bool) -> str:
-    """The table of a written ``results.json``: compare's own, or README's (``readme``)."""
+def render_results(path: Path, docs: bool) -> str:
+    """The table of a written ``results.json``: compare's own, or docs/results.md's (``docs``)."""
     results = read_json(path)
     if not isinstance(results, dict) or not isinstance(results.get("routes"), list):
         raise PateError('is not a compare results file (a JSON object with a "routes" list); '
                         "give the results.json that `pate-lightning compare` wrote.", path)
     try:
-        return readme_table(results) if readme else markdown_table(results["routes"])
+        return docs_table(results) if docs else markdown_table(results["routes"])
     except (KeyError, TypeError) as error:
         raise PateError(f"a route lacks {error} or has the wrong type; rewrite it with `pate-lightning compare`"
-                        + (" (README's table also needs description, command and source)" if readme else "") + ".",
+                        + (" (the docs' table also needs description, command and source)" if docs else "") + ".",
                         path) from None
 
 
@@ -82,8 +82,8 @@ def compare_parser() -> argparse.ArgumentParser:
     chosen.add_argument("--routes", nargs="+", help="route names under --routes_dir, or config files")
     chosen.add_argument("--all", action="store_true", help="every route under --routes_dir")
     chosen.add_argument("--from_results", help="a results.json to print as a table; no route is run")
-    parser.add_argument("--readme", action="store_true",
-                        help="with --from_results: README's table (description, command, source of each route)")
+    parser.add_argument("--docs", action="store_true",
+                        help="with --from_results: docs/results.md's table (description, command, source of each route)")
     parser.add_argument("--replicates", type=int, default=1, help="fresh noise and student per replicate (default 1)")
     parser.add_argument("--out", default="runs/compare", help="where results.json, results.md and the picture go")
     parser.add_argument("--routes_dir", default=str(ROUTES_DIR), help="the routes' folder (default configs/routes)")
@@ -94,7 +94,7 @@ def compare_main(argv: list[str]) -> None:
     """``pate-lightning compare`` from its command-line arguments."""
     args = compare_parser().parse_args(argv)
     if args.from_results:
-        print(render_results(Path(args.from_results), args.readme), end="")
+        print(render_results(Path(args.from_results), args.docs), end="")
         return
     routes_dir = Path(args.routes_dir)
     names = args.routes if args.routes else sorted(p.stem for p in routes_dir.glob("*.yaml"))

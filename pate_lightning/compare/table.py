@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any, Optional, Sequence
 
 from pate_lightning.privacy import NOT_PRIVATE
@@ -59,19 +60,20 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-README_COLUMNS = ("route", "command", "asked → answered", "ε a priori", "ε released", "scope", "composed ε (K)",
+DOCS_COLUMNS = ("route", "command", "asked → answered", "ε a priori", "ε released", "scope", "composed ε (K)",
                   "student mean ± spread", "public-only", "figures from")
 
 
-def readme_table(results: dict[str, Any]) -> str:
-    """README's results table from a ``results.json`` whose routes also carry ``description``, ``command`` and,
+def docs_table(results: dict[str, Any]) -> str:
+    """docs/results.md's table from a ``results.json`` whose routes also carry ``description``, ``command`` and,
     where the figures are not compare's own, ``source`` with ``rerun_by_compare: false``; then the routes not yet
     measured (``not_yet_measured``: name and command)."""
-    lines = ["| " + " | ".join(README_COLUMNS) + " |", "|" + "---|" * len(README_COLUMNS)]
+    lines = ["| " + " | ".join(DOCS_COLUMNS) + " |", "|" + "---|" * len(DOCS_COLUMNS)]
     for row in results["routes"]:
         cells = row_cells(row)
         figures = ("`pate-lightning compare`" if row.get("rerun_by_compare", True)
-                   else f"[{row['source'].split('/')[-1]}]({row['source']}), not rerun by compare")
+                   else f"[{PurePosixPath(row['source']).name}]({PurePosixPath(row['source']).relative_to('docs')}), "
+                   "not rerun by compare")  # the table lives in docs/: links relative to it
         lines.append("| " + " | ".join((row["description"], f"`{row['command']}`", *cells[1:8], figures)) + " |")
     for route in results.get("not_yet_measured", []):
         cells = (route["description"], f"`{route['command']}`", *["–"] * 7, "not yet measured")
