@@ -194,13 +194,12 @@ def teacher_rows(run_dir: Path, teacher_ids: list[int], diagnostics: bool = Fals
     """Per teacher: pool and kept counts, then (``diagnostics``) the values read from its shard without noise."""
     rows = []
     for teacher_id in teacher_ids:
-        classifier = _json(layout.classifier_report_file(layout.classifiers_root(run_dir), teacher_id)) or {}
-        vae = (_json(layout.vae_report_file(run_dir, teacher_id)) or {}).get("final") or {}
         selection = _json(layout.selection_report_file(run_dir, teacher_id)) or {}
-        evaluation = _json(layout.evaluation_report_file(run_dir, teacher_id)) or {}
-        criteria = evaluation.get("criteria", {})
         cells = [str(teacher_id), _fmt(selection.get("pool_size")), _fmt(selection.get("kept"))]
-        if diagnostics:
+        if diagnostics:  # the shard-derived reports are read only when shown
+            classifier = _json(layout.classifier_report_file(layout.classifiers_root(run_dir), teacher_id)) or {}
+            vae = (_json(layout.vae_report_file(run_dir, teacher_id)) or {}).get("final") or {}
+            criteria = (_json(layout.evaluation_report_file(run_dir, teacher_id)) or {}).get("criteria", {})
             cells += [_fmt(classifier.get("test_accuracy")), _fmt(vae.get("recon"), 1), _fmt(vae.get("kl"), 1)]
             for name in CRITERIA_SHORT:
                 entry = criteria.get(name) or {}

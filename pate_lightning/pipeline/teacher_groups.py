@@ -36,23 +36,24 @@ def teacher_groups(teacher_ids: Sequence[int], shard_sizes: dict[int, int], grou
     return groups
 
 
-def is_done(marker: Path) -> bool:
-    """A teacher's stage is done when its marker (written last, atomically) is a readable JSON object.
+def done_report(marker: Path) -> Optional[dict[str, Any]]:
+    """The marker's report when the teacher's stage is done, else None: done when its marker (written last,
+    atomically) is a readable JSON object.
 
     A marker that exists but is not (damaged on disk, or edited by hand) means the teacher's files
     cannot be trusted: it is redone, with a warning naming the file, rather than skipped forever.
     """
     if not marker.exists():
-        return False
+        return None
     try:
         report = read_json(marker)
     except PateError as error:
         log.warning("%s; the teacher is redone", error)
-        return False
+        return None
     if not isinstance(report, dict):
         log.warning("%s: is not a JSON object, so not a complete stage report; the teacher is redone", marker)
-        return False
-    return True
+        return None
+    return report
 
 
 def pending_teachers(
@@ -62,9 +63,10 @@ def pending_teachers(
     marker = stage_table.get(stage).done_marker
     if overwrite or marker is None:
         return list(teacher_ids)
-    done = [t for t in teacher_ids if is_done(marker(Path(run_dir), t))]
+    reports = {t: done_report(marker(Path(run_dir), t)) for t in teacher_ids}
+    done = [t for t in teacher_ids if reports[t] is not None]
     if settings is not None:
-        changed = {t: changed_settings(read_json(marker(Path(run_dir), t)), settings) for t in done}
+        changed = {t: changed_settings(reports[t], settings) for t in done}
         stale = [t for t in done if changed[t]]
         if stale:
             raise refuse_changed(stage, marker(Path(run_dir), stale[0]), stale[0], changed[stale[0]], len(stale))

@@ -22,7 +22,6 @@ OUTPUT_TRAINER_KEYS = (
     "overfit_batches", "precision", "gradient_clip_val", "gradient_clip_algorithm", "accumulate_grad_batches",
     "deterministic", "fast_dev_run", "callbacks",
 )
-HASH_KEY = MARKER_HASH_KEY  # io.write_marker records the settings and this hash in the marker's one write
 
 
 def _plain(value: Any) -> Any:
@@ -59,7 +58,8 @@ def changed_settings(report: Mapping[str, Any], settings: dict[str, Any]) -> lis
     >>> changed_settings({"settings_hash": "x", "settings": old}, {**old, "trainer": {"max_epochs": 8}})
     ['trainer.max_epochs: 3 -> 8']
     """
-    if HASH_KEY not in report or report[HASH_KEY] == sha256_json(settings):
+    # io.write_marker records the settings and their hash in the marker's one write
+    if MARKER_HASH_KEY not in report or report[MARKER_HASH_KEY] == sha256_json(settings):
         return []
     saved = report.get("settings") or {}
     changes = []
