@@ -26,3 +26,12 @@ def write_fake_mnist(root: Path, train: int = 120, test: int = 40, seed: int = 0
         root,
     )
     return root
+
+
+def torch_calls(function, *args):
+    """How many torch functions and tensor methods ``function(*args)`` calls: host work per call."""
+    from benchmarks.dp_step_profile import CallCounter
+
+    with CallCounter() as counter:
+        function(*args)
+    return counter.calls

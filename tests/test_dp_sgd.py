@@ -18,7 +18,7 @@ from pate_lightning.stacked.layers import member_state_dict
 from pate_lightning.privacy.analysis import DEFAULT_ORDERS
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon
 from tests.conftest import REPO
-from tests.helpers import write_fake_mnist
+from tests.helpers import torch_calls, write_fake_mnist
 
 SMALL = dict(latent_dim=4, hidden_dims=(16,), seed=7)
 
@@ -93,11 +93,34 @@ def test_trainable_subset_freezes_the_rest():
 
 def test_clip_factor_and_poisson_batch():
     assert torch.allclose(clip_factors(torch.tensor([100.0, 0.0]), 2.0), torch.tensor([0.2, 1.0]))
-    gens = [torch.Generator().manual_seed(s) for s in range(4)]
-    index, mask = poisson_batch(240, 32 / 240, gens)
+    uniforms = torch.rand(4, 240, generator=torch.Generator().manual_seed(0))
+    index, mask = poisson_batch(uniforms, 32 / 240)
     counts = mask.sum(1)
     assert index.shape[1] == counts.max() and 10 < counts.float().mean() < 60  # variable sizes around 32
-    assert all(len(set(index[k, : counts[k]].tolist())) == counts[k] for k in range(4))  # no record twice
+    for k in range(4):  # exactly the records drawn below the rate, in shard order, each once
+        assert index[k, : counts[k]].tolist() == (uniforms[k] < 32 / 240).nonzero().squeeze(1).tolist()
+
+
+@pytest.mark.parametrize("sampling_seed", [None, 3])
+def test_poisson_loader_draws_for_all_teachers_in_one_call_per_step(tmp_path, sampling_seed):
+    def loader(teacher_ids):
+        datamodule = poisson_data(tmp_path / str(len(teacher_ids)), teacher_ids, sampling_seed, augment=True)
+        datamodule.setup("fit")
+        return datamodule.train_dataloader()
+
+    def two_steps(loader):
+        steps = iter(loader)
+        return next(steps), next(steps)
+
+    # membership and augmentation: as many torch calls for four teachers as for one
+    assert torch_calls(two_steps, loader([0, 1, 2, 3])) == torch_calls(two_steps, loader([1]))
+    if sampling_seed is None:  # private: one generator keyed from OS entropy draws the whole stack's membership
+        assert loader([0, 1, 2, 3]).state_dict().keys() == {"augment"}  # and no checkpoint can replay it
+        return
+    for stacked, alone in zip(two_steps(loader([0, 1, 2, 3])), two_steps(loader([1]))):
+        count = int(alone[3][0].sum())  # teacher 1's records, whatever the stack pads them to
+        assert count == int(stacked[3][1].sum())
+        assert torch.equal(stacked[0][1, :count], alone[0][0, :count]) and torch.equal(stacked[2][1, :count], alone[2][0, :count])
 
 
 def test_teacher_in_a_dp_stack_equals_itself_alone(tmp_path):

@@ -12,6 +12,7 @@ from pate_lightning.classifiers.module import TeacherClassifierModule
 from pate_lightning.classifiers.loading import NORMALIZATIONS, load_teacher_ensemble
 from tests.conftest import REPO
 from tests.test_classifier import SaferlearnUCStubModel
+from tests.helpers import torch_calls
 from tests.test_vae import fake_datamodule
 
 
@@ -32,6 +33,18 @@ def test_initial_weights_come_from_each_teachers_own_stream():
     assert not torch.equal(grouped.member_state_dict(0)["fc1.weight"], grouped.member_state_dict(1)["fc1.weight"])
     with pytest.raises(ValueError, match="unknown normalization"):
         TeacherClassifierModule(normalization="imagenet")
+
+
+def test_dropout_masks_are_one_draw_for_the_stack_and_each_teachers_own():
+    grouped, alone = TeacherClassifierModule(teacher_ids=[0, 1, 2], seed=7), TeacherClassifierModule(teacher_ids=[1], seed=7)
+    # the host work of a step's masks does not grow with the stack
+    assert torch_calls(grouped._masks, 4) == torch_calls(TeacherClassifierModule(teacher_ids=list(range(12)))._masks, 4)
+    alone._masks(4)
+    keep1, keep2 = grouped._masks(4)
+    alone1, alone2 = alone._masks(3)  # the second step of both; a smaller batch is a prefix
+    assert torch.equal(alone1[0], keep1[1, :3]) and torch.equal(alone2[0], keep2[1, :3])
+    assert torch.equal(keep1.unique(), torch.tensor([0.0, 1 / 0.75])) and torch.equal(keep2.unique(), torch.tensor([0.0, 2.0]))
+    assert not torch.equal(keep1[0], keep1[1]) and not torch.equal(grouped._masks(4)[0], keep1)  # per teacher, per step
 
 
 def fit_classifier(tmp_path, teacher_ids, callbacks=()):

@@ -10,7 +10,7 @@ from pate_lightning.data.datamodule import ShardDataModule
 from pate_lightning.stacked.layers import member_state_dict
 from pate_lightning.generators.vae import Decoder
 from pate_lightning.generators.module import TeacherVAEModule
-from tests.helpers import write_fake_mnist
+from tests.helpers import torch_calls, write_fake_mnist
 
 
 def fake_datamodule(tmp_path, teacher_ids, augment=True, batch_size=8):
@@ -95,6 +95,20 @@ def test_loader_batches_per_teacher_streams(tmp_path):
     assert images.dtype == torch.uint8  # scaled to [0, 1] on the device, after the transfer
     seen = torch.cat([b[1][0] for b in batches])
     assert sorted(seen.tolist()) == sorted(dm.shard_labels(0).tolist())
+
+
+def test_loader_draws_for_all_teachers_in_one_call_per_step(tmp_path):
+    def loader(teacher_ids):
+        return fake_datamodule(tmp_path / str(len(teacher_ids)), teacher_ids, batch_size=7).train_dataloader()
+
+    def first_two_batches(loader):
+        batches = iter(loader)
+        return next(batches), next(batches)
+
+    assert torch_calls(first_two_batches, loader([0, 1, 2, 3])) == torch_calls(first_two_batches, loader([2]))
+    stacked, alone = first_two_batches(loader([0, 1, 2, 3])), first_two_batches(loader([2]))
+    for (images, labels, theta), (images_alone, labels_alone, theta_alone) in zip(stacked, alone):
+        assert torch.equal(images[2], images_alone[0]) and torch.equal(theta[2], theta_alone[0])
 
 
 def test_batch_size_is_reduced_to_a_small_shard(tmp_path):

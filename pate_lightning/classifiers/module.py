@@ -11,7 +11,8 @@ from torch.func import stack_module_state, vmap
 
 from pate_lightning.classifiers.model import UCStubModel, ucstub_forward
 from pate_lightning.stacked.module import StackedTeacherModule
-from pate_lightning.seeding import Stream, generator, stream_seed
+from pate_lightning.counter_streams import TeacherStreams, keep_mask
+from pate_lightning.seeding import Stream, stream_seed
 from pate_lightning.classifiers.loading import load_classifier, normalization_from_name
 
 DROPOUT1, DROPOUT2 = 0.25, 0.5  # saferlearn's rates
@@ -76,7 +77,7 @@ class TeacherClassifierModule(StackedTeacherModule):
                 models[-1].load_state_dict(start)
         stacked, _ = stack_module_state(models)
         self.stacked = nn.ParameterDict({_key(n): nn.Parameter(t.detach().clone()) for n, t in stacked.items()})
-        self.dropout = [generator(seed, t, Stream.DROPOUT) for t in self.teacher_ids]
+        self.dropout = TeacherStreams(seed, self.teacher_ids, Stream.DROPOUT)
         self._init_epoch_sums()
 
     def params(self) -> dict[str, torch.Tensor]:
@@ -87,9 +88,11 @@ class TeacherClassifierModule(StackedTeacherModule):
         return {name: tensor[k].detach().clone().cpu() for name, tensor in self.params().items()}
 
     def _masks(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        keep1 = torch.stack([(torch.rand(batch_size, 64, 12, 12, generator=g) >= DROPOUT1) for g in self.dropout])
-        keep2 = torch.stack([(torch.rand(batch_size, 128, generator=g) >= DROPOUT2) for g in self.dropout])
-        return (keep1.float() / (1 - DROPOUT1)).to(self.device), (keep2.float() / (1 - DROPOUT2)).to(self.device)
+        """Every teacher's two dropout masks, scaled by 1 / (1 - p), drawn on the device in two calls whatever K is."""
+        keys = self.dropout.on(self.device)
+        keep1 = keep_mask(keys, self.dropout.next_counter(), (batch_size, 64, 12, 12), DROPOUT1)  # (K, B, 64, 12, 12)
+        keep2 = keep_mask(keys, self.dropout.next_counter(), (batch_size, 128), DROPOUT2)  # (K, B, 128)
+        return keep1.float().div_(1 - DROPOUT1), keep2.float().div_(1 - DROPOUT2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Evaluation: images (K, B, 1, 28, 28) in [0, 1] -> log-probabilities (K, B, 10), no dropout."""

@@ -11,9 +11,10 @@ from lightning.pytorch import LightningDataModule
 
 from pate_lightning import layout
 from pate_lightning.data import shards as shard_lib
+from pate_lightning.counter_streams import TeacherStreams, permutation, uniform
 from pate_lightning.data.augment import affine_from_uniform, apply_affine
 from pate_lightning.data.sources import check_dataset_name, load_split, prepare
-from pate_lightning.seeding import Stream, generator
+from pate_lightning.seeding import Stream
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,10 @@ class StackedShardLoader:
     Images stay uint8 until ``ShardDataModule.on_after_batch_transfer`` scales them on the device:
     a quarter of the bytes to gather and copy (measured 13 ms of 36 per 250-teacher step on the CPU).
 
-    Each teacher shuffles and augments with its own generators, so teacher k sees the same
-    batches whether it trains alone or stacked with others. Every teacher in one loader must
-    have the same shard size (the runner groups teachers by size).
+    Each teacher shuffles and augments from its own streams, all teachers in one call per epoch
+    (order) and per step (augmentation), so teacher k sees the same batches whether it trains alone
+    or stacked with others. Every teacher in one loader must have the same shard size (the runner
+    groups teachers by size).
     """
 
     def __init__(
@@ -46,32 +48,39 @@ class StackedShardLoader:
         self.images, self.labels = stack_shards(images, labels, teacher_ids)  # (K, M, 28, 28) uint8, (K, M)
         self.batch_size = min(batch_size, self.images.shape[1])
         self.augment = augment
-        self.shufflers = [generator(seed, t, Stream.SHUFFLE) for t in teacher_ids]
-        self.augmenters = [generator(seed, t, Stream.AUGMENT) for t in teacher_ids]
+        self.shufflers = TeacherStreams(seed, teacher_ids, Stream.SHUFFLE)
+        self.augmenters = TeacherStreams(seed, teacher_ids, Stream.AUGMENT)
 
     def __len__(self) -> int:
         return -(-self.images.shape[1] // self.batch_size)
 
-    def state_dict(self) -> dict[str, list[torch.Tensor]]:
-        return {"shuffle": [g.get_state() for g in self.shufflers], "augment": [g.get_state() for g in self.augmenters]}
+    def state_dict(self) -> dict[str, int]:
+        return {"shuffle": self.shufflers.get_state(), "augment": self.augmenters.get_state()}
 
-    def load_state_dict(self, state: dict[str, list[torch.Tensor]]) -> None:
-        for gens, states in ((self.shufflers, state["shuffle"]), (self.augmenters, state["augment"])):
-            for g, saved in zip(gens, states, strict=True):
-                g.set_state(saved)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_stream_counters({"shuffle": self.shufflers, "augment": self.augmenters}, state)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
         size = self.images.shape[1]
-        order = torch.stack([torch.randperm(size, generator=g) for g in self.shufflers])  # (K, M)
-        rows = torch.arange(len(self.shufflers)).unsqueeze(1)
+        order = permutation(self.shufflers.keys, self.shufflers.next_counter(), size)  # (K, M)
+        rows = torch.arange(len(order)).unsqueeze(1)
         for start in range(0, size, self.batch_size):
             index = order[:, start : start + self.batch_size]  # (K, B)
             images = self.images[rows, index].unsqueeze(2)  # (K, B, 1, 28, 28) uint8
             theta = None
             if self.augment:
-                uniforms = torch.stack([torch.rand(index.shape[1], 4, generator=g) for g in self.augmenters])
+                uniforms = uniform(self.augmenters.keys, self.augmenters.next_counter(), (index.shape[1], 4))
                 theta = affine_from_uniform(uniforms)  # (K, B, 2, 3)
             yield images, self.labels[rows, index], theta
+
+
+def load_stream_counters(streams: dict[str, TeacherStreams], state: dict[str, Any]) -> None:
+    """Restore a loader's draw counters; a checkpoint of an older version holds per-teacher generator
+    states (lists) instead, streams that no longer exist: those counters stay at 0 (seeded, non-privacy
+    randomness only)."""
+    for name, stream in streams.items():
+        if isinstance(state.get(name), int):
+            stream.set_state(state[name])
 
 
 class ShardDataModule(LightningDataModule):

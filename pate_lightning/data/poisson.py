@@ -2,9 +2,11 @@
 
 DP-SGD's privacy amplification (Mironov, Talwar & Zhang 2019) holds for this sampling only, not for
 shuffled fixed-size batches. Batch sizes then vary per teacher and step, so a stacked step pads every
-teacher's batch to the largest one and a mask (K, B) marks the real records. Each teacher's draws
-(membership, augmentation) use only its own generators and its own batch size, so teacher k sees the
-same batches whether it trains alone or stacked with others.
+teacher's batch to the largest one and a mask (K, B) marks the real records. Membership is one draw per
+step for the whole stack: in a private run from one generator keyed from OS entropy, in a seeded run from
+per-teacher counter-based streams (``counter_streams``), so teacher k sees the same batches whether it
+trains alone or stacked with others. Augmentation is one draw per step too, and a record slot's values
+never depend on how far the other teachers' batches pad it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any, Iterator, Optional
 
 import torch
 
+from pate_lightning.counter_streams import TeacherStreams, uniform
 from pate_lightning.data.augment import affine_from_uniform
-from pate_lightning.data.datamodule import ShardDataModule, stack_shards
-from pate_lightning.seeding import Stream, generator, private_generators
+from pate_lightning.data.datamodule import ShardDataModule, load_stream_counters, stack_shards
+from pate_lightning.seeding import Stream, entropy_generator
 
 
 def steps_per_epoch(sample_rate: float) -> int:
@@ -27,22 +30,20 @@ def steps_per_epoch(sample_rate: float) -> int:
     return max(1, round(1 / sample_rate))
 
 
-def poisson_batch(
-    shard_size: int, sample_rate: float, generators: list[torch.Generator]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each teacher's Poisson sample, padded: index (K, B) into its shard and mask (K, B), B >= 1.
+def poisson_batch(uniforms: torch.Tensor, sample_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each teacher's Poisson sample from uniforms (K, M), padded: index (K, B) into its shard, in shard
+    order, and mask (K, B), B >= 1; record m joins teacher k's batch when ``uniforms[k, m] < sample_rate``.
 
-    >>> index, mask = poisson_batch(10, 1.0, [torch.Generator().manual_seed(0)] * 2)
-    >>> index.shape, bool(mask.all())
-    (torch.Size([2, 10]), True)
+    >>> index, mask = poisson_batch(torch.tensor([[0.1, 0.9, 0.2], [0.8, 0.7, 0.9]]), 0.5)
+    >>> index.tolist(), mask.tolist()
+    ([[0, 2], [0, 1]], [[True, True], [False, False]])
     """
-    chosen = [(torch.rand(shard_size, generator=g) < sample_rate).nonzero().squeeze(1) for g in generators]
-    width = max(1, max(len(c) for c in chosen))  # at least one (masked) slot: an empty step still adds noise
-    index = torch.zeros(len(chosen), width, dtype=torch.long)
-    mask = torch.zeros(len(chosen), width, dtype=torch.bool)
-    for k, rows in enumerate(chosen):
-        index[k, : len(rows)] = rows
-        mask[k, : len(rows)] = True
+    chosen = uniforms < sample_rate  # (K, M)
+    counts = chosen.sum(1)  # (K,)
+    width = max(1, int(counts.max()))  # at least one (masked) slot: an empty step still adds noise
+    # a stable sort puts each teacher's chosen records first, in shard order
+    index = torch.sort((~chosen).to(torch.uint8), dim=1, stable=True).indices[:, :width]
+    mask = torch.arange(width) < counts.unsqueeze(1)
     return index, mask  # (K, B), (K, B)
 
 
@@ -59,39 +60,41 @@ class PoissonShardLoader:
         self.images, self.labels = stack_shards(images, labels, teacher_ids)  # (K, M, 28, 28) uint8, (K, M)
         self.sample_rate = sample_rate
         self.augment = augment
-        self.samplers = private_generators(sampling_seed, teacher_ids, Stream.POISSON)
-        # checkpoints keep the sampler only when it is seeded: an entropy-seeded state would let a
-        # reader of the checkpoint replay which records were in which batch
-        self.seeded = sampling_seed is not None
-        self.augmenters = [generator(seed, t, Stream.AUGMENT) for t in teacher_ids]
+        # private: one generator keyed from OS entropy draws every teacher's membership (independent
+        # uniforms per record); seeded (NOT private): teacher k's own stream from (sampling_seed, k)
+        self.sampler = entropy_generator() if sampling_seed is None else None
+        self.samplers = None if sampling_seed is None else TeacherStreams(sampling_seed, teacher_ids, Stream.POISSON)
+        self.augmenters = TeacherStreams(seed, teacher_ids, Stream.AUGMENT)
 
     def __len__(self) -> int:
         return steps_per_epoch(self.sample_rate)
 
-    def state_dict(self) -> dict[str, list[torch.Tensor]]:
-        state = {"augment": [g.get_state() for g in self.augmenters]}
-        return {**state, "poisson": [g.get_state() for g in self.samplers]} if self.seeded else state
+    def state_dict(self) -> dict[str, int]:
+        # the sampler's counter only when it is seeded: nothing in a checkpoint may let its reader replay
+        # which records a private run put in which batch
+        state = {"augment": self.augmenters.get_state()}
+        return {**state, "poisson": self.samplers.get_state()} if self.samplers is not None else state
 
-    def load_state_dict(self, state: dict[str, list[torch.Tensor]]) -> None:
-        pairs = [(self.augmenters, state["augment"])]
-        if self.seeded and "poisson" in state:
-            pairs.append((self.samplers, state["poisson"]))
-        for gens, states in pairs:
-            for g, saved in zip(gens, states, strict=True):
-                g.set_state(saved)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        streams = {"augment": self.augmenters}
+        load_stream_counters(streams if self.samplers is None else {**streams, "poisson": self.samplers}, state)
+
+    def _membership(self) -> torch.Tensor:
+        """Uniforms (K, M) deciding this step's batches: one draw for the whole stack."""
+        teachers, size = self.images.shape[:2]
+        if self.samplers is None:
+            return torch.rand(teachers, size, generator=self.sampler)
+        return uniform(self.samplers.keys, self.samplers.next_counter(), (size,))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor]]:
-        rows = torch.arange(len(self.samplers)).unsqueeze(1)
+        rows = torch.arange(self.images.shape[0]).unsqueeze(1)
         for _ in range(len(self)):
-            index, mask = poisson_batch(self.images.shape[1], self.sample_rate, self.samplers)  # (K, B)
+            index, mask = poisson_batch(self._membership(), self.sample_rate)  # (K, B)
             images = self.images[rows, index].unsqueeze(2)  # (K, B, 1, 28, 28) uint8
             theta = None
             if self.augment:
-                # each teacher draws for its own records only, so its stream does not depend on the padding
-                uniforms = torch.zeros(*index.shape, 4)
-                for k, g in enumerate(self.augmenters):
-                    count = int(mask[k].sum())
-                    uniforms[k, :count] = torch.rand(count, 4, generator=g)
+                # slot b's values depend only on (seed, teacher, step, b): padding never shifts them
+                uniforms = uniform(self.augmenters.keys, self.augmenters.next_counter(), (index.shape[1], 4))
                 theta = affine_from_uniform(uniforms)  # (K, B, 2, 3)
             yield images, self.labels[rows, index], theta, mask
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from pate_lightning.generators.families import FAMILIES, load_public_vae
 from pate_lightning.generators.decoders import build_vae
 from pate_lightning.generators.vae import reset_members
+from pate_lightning.counter_streams import TeacherStreams, normal
 from pate_lightning.stacked.module import StackedTeacherModule
 from pate_lightning.seeding import Stream
 from pate_lightning.seeding import generator as stream_generator
@@ -72,7 +73,7 @@ class TeacherVAEModule(StackedTeacherModule):
             reset_members(self.decoder, init)
         else:
             load_public_vae(public_vae, generator, self.encoder, self.decoder, k)
-        self.noise = [stream_generator(seed, t, Stream.NOISE) for t in self.teacher_ids]
+        self.noise = TeacherStreams(seed, self.teacher_ids, Stream.NOISE)
         self.beta = 1.0  # set each epoch by the KLAnnealing callback
         self._init_epoch_sums()
 
@@ -91,9 +92,10 @@ class TeacherVAEModule(StackedTeacherModule):
         return self.decoder(z.to(self.device), labels).view(len(generators), count, 1, 28, 28)
 
     def _draw_noise(self, shape: torch.Size) -> torch.Tensor:
-        # drawn on the CPU from each teacher's own generator so it is the same on every device
-        eps = torch.stack([torch.randn(shape[1:], generator=g) for g in self.noise])  # (K, B, latent)
-        return eps.to(self.device)
+        """Reparameterization noise (K, B, latent) of every teacher in one draw on the device. Record b's noise
+        depends only on (seed, teacher, step, b), so a Poisson batch padded to another teacher's size never
+        shifts a teacher's noise and the batch's mask is never read back to the host."""
+        return normal(self.noise.on(self.device), self.noise.next_counter(), shape[1:])
 
     def per_sample_losses(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction and KL of every example: each (K, B); a DP-SGD subclass clips per example from these."""

@@ -17,8 +17,8 @@ class StackedTeacherModule(LightningModule):
     """
 
     EPOCH_METRICS: tuple[str, ...] = ()
-    # attributes holding one torch.Generator per teacher; saved in checkpoints so a resumed
-    # group draws the same noise as one that never stopped
+    # attributes holding a TeacherStreams (per-teacher keys, one draw counter for the stack); the counters
+    # are saved in checkpoints so a resumed group draws the same noise as one that never stopped
     GENERATORS: tuple[str, ...] = ()
     teacher_ids: list[int]
 
@@ -52,14 +52,15 @@ class StackedTeacherModule(LightningModule):
         return {name: sums[:, i] / count for i, name in enumerate(self.EPOCH_METRICS)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["generators"] = {name: [g.get_state() for g in getattr(self, name)] for name in self.GENERATORS}
+        checkpoint["stream_counters"] = {name: getattr(self, name).get_state() for name in self.GENERATORS}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("generators", {})
-        # only the generators this module keeps: older DP-SGD checkpoints also hold a noise stream that is now keyed by the step
+        # checkpoints of older versions hold per-teacher torch.Generator states under "generators" instead:
+        # their streams no longer exist, so such a group resumes with its counters at 0 (seeded
+        # randomness only: dropout and reparameterization noise, never privacy noise)
+        saved = checkpoint.get("stream_counters", {})
         for name in (name for name in self.GENERATORS if name in saved):
-            for g, state in zip(getattr(self, name), saved[name], strict=True):
-                g.set_state(state)
+            getattr(self, name).set_state(saved[name])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # fused Adam: one pass over the stacked weights instead of ~10 (measured 2x per VAE step on CPU);

@@ -101,7 +101,6 @@ class DPTeacherVAEModule(TeacherVAEModule):
         self.expected_batch_size: Optional[float] = None
         self.sampling_seed: Optional[int] = None
         self.sigma = noise_multiplier
-        self._batch_mask: Optional[torch.Tensor] = None  # the step's (K, B) mask, for _draw_noise
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for entry in self.dp_layers for p in entry.parameters()]
@@ -162,13 +161,9 @@ class DPTeacherVAEModule(TeacherVAEModule):
             raise ValueError("DP-SGD batches are (images, labels, mask) from PoissonShardDataModule; got another loader's")
         images, labels, mask = batch
         weights = mask.to(images.dtype)  # (K, B); 0 on padded slots
-        self._batch_mask = mask
-        try:
-            with Recorder(self.dp_layers):
-                recon, kl = self.per_sample_losses(images, labels)
-                per_sample = recon + self.beta * kl  # (K, B)
-        finally:
-            self._batch_mask = None
+        with Recorder(self.dp_layers):
+            recon, kl = self.per_sample_losses(images, labels)
+            per_sample = recon + self.beta * kl  # (K, B)
         clipped, _ = clipped_gradients(self.dp_layers, (per_sample * weights).sum(), weights, self.hparams.max_grad_norm)
         optimizer = self.optimizers()
         for parameter, grad in zip(self.trainable_parameters(), self._privatize(clipped)):
@@ -182,15 +177,6 @@ class DPTeacherVAEModule(TeacherVAEModule):
         logs = {"recon": (recon * weights).sum() / count, "kl": (kl * weights).sum() / count}
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=True)
         return (per_sample * weights).sum().detach() / count
-
-    def _draw_noise(self, shape: torch.Size) -> torch.Tensor:
-        """Reparameterization noise; in a DP step each teacher draws a whole shard's rows (a Poisson batch's
-        most), so its stream depends neither on how far the other teachers' batches pad it nor on a read
-        of the mask back to the host."""
-        if self._batch_mask is None:
-            return super()._draw_noise(shape)
-        eps = torch.stack([torch.randn(self.shard_size, shape[-1], generator=g) for g in self.noise])  # (K, M, latent)
-        return eps[:, : shape[1]].to(self.device)  # (K, B, latent); rows past a teacher's count are masked out
 
     @torch.no_grad()
     def _privatize(self, clipped: list[torch.Tensor]) -> list[torch.Tensor]:
