@@ -278,6 +278,11 @@ def dp_sgd_student_report_file(run_dir: Path) -> Path:
     return Path(run_dir) / "dp_sgd_student" / "report.json"
 
 
+def generator_student_report_file(run_dir: Path) -> Path:
+    """The student trained on a generator's own class-conditional samples (no PATE): ``pate/report.json``'s fields."""
+    return Path(run_dir) / "generator_student" / "report.json"
+
+
 def replicate_dir(out_dir: Path, route: str, replicate: int) -> Path:
     """One replicate of a route in ``compare``: fresh noise and student, its own ``pate/`` folder."""
     return Path(out_dir) / route / f"replicate_{replicate}"

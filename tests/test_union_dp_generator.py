@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from pate_lightning import layout
+from pate_lightning.baselines.generator_student import generator_student_command
 from pate_lightning.generators.decoders import decoder_from_states
 from pate_lightning.generators.families import prior_entry
 from pate_lightning.generators.union_dp import UnionCVAE, UnionDPSettings, train_union_dp
 from pate_lightning.generators.union_dp_command import union_dp_generator_command
 from pate_lightning.generators.vae import Decoder, Encoder, reset_members
 from pate_lightning.io import save_torch
+from pate_lightning.pate.student_training import StudentSettings
 from pate_lightning.privacy import NOT_PRIVATE
 from pate_lightning.privacy.analysis import DEFAULT_ORDERS, rdp_to_dp
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon, dp_sgd_privacy_entry
@@ -123,3 +125,24 @@ def test_a_seeded_run_writes_a_public_vae_whose_ledger_entry_is_opacus_epsilon_a
     assert vae_full.stat().st_mtime_ns == stamp
     saved = json.loads(layout.vae_report_file(out, 0).read_text())
     assert "loss" not in json.dumps(saved["dp_sgd"])  # nothing computed from the records without noise
+
+
+def test_the_generator_student_reports_the_generators_epsilon_end_to_end_and_no_label_epsilon(tmp_path, capsys):
+    data_dir = write_fake_mnist(tmp_path / "data", train=120, test=40)
+    prior = save_torch(tmp_path / "prior/vae_full.pth", prior_state())
+    run_dir = tmp_path / "run"
+    union_dp_generator_command(run_dir=str(run_dir), data_dir=str(data_dir), num_teachers=4, public_vae=str(prior),
+                               dp=UnionDPSettings(target_epsilon=3.0, epochs=1, batch_size=60), accelerator="cpu", seed=3)
+    generated = json.loads(layout.vae_report_file(layout.union_generator_dir(run_dir), 0).read_text())
+    run = generator_student_command(run_dir=str(run_dir), data_dir=str(data_dir), per_class=2, accelerator="cpu",
+                                    student=StudentSettings(architecture="small_cnn", epochs=1, val_fraction=0.0),
+                                    seed=0)
+    saved = json.loads(layout.generator_student_report_file(run_dir).read_text())["runs"][0]
+    privacy = saved["privacy"]
+    # the generator's DP-SGD is the only stage that read private data: its epsilon is the route's, end to end
+    assert privacy["privacy_scope"] == "end_to_end" and privacy["epsilon_labels"] is None
+    assert privacy["epsilon_end_to_end"] == pytest.approx(generated["dp_sgd"]["epsilon_package_accounting"], rel=1e-9)
+    # its noise was seeded, so the student's report and output say NOT PRIVATE
+    assert privacy["private"] is False and privacy["seeded_by"] == ["public_prior:union_dp"]
+    assert NOT_PRIVATE in capsys.readouterr().out
+    assert 0 <= run["student"]["test_accuracy"] <= 1 and saved["student"]["test_images"] == 20
