@@ -14,12 +14,15 @@ from pate_lightning.generators.union_dp import UnionCVAE, UnionDPSettings, train
 from pate_lightning.generators.union_dp_command import union_dp_generator_command
 from pate_lightning.generators.vae import Decoder, Encoder, reset_members
 from pate_lightning.io import save_torch
+from pate_lightning.pipeline import stage_table
+from pate_lightning.pipeline.chain import call_command, command_stage_args, load_config, stage_run_dir
 from pate_lightning.pate.student_training import StudentSettings
 from pate_lightning.privacy import NOT_PRIVATE
 from pate_lightning.privacy.analysis import DEFAULT_ORDERS, rdp_to_dp
 from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_epsilon, dp_sgd_privacy_entry
 from pate_lightning.privacy.ledger import PrivacyLedger
 from pate_lightning.stacked.layers import member_state_dict
+from tests.conftest import REPO
 from tests.helpers import write_fake_mnist
 
 LATENT, HIDDEN = 3, [16, 8]
@@ -146,3 +149,38 @@ def test_the_generator_student_reports_the_generators_epsilon_end_to_end_and_no_
     assert privacy["private"] is False and privacy["seeded_by"] == ["public_prior:union_dp"]
     assert NOT_PRIVATE in capsys.readouterr().out
     assert 0 <= run["student"]["test_accuracy"] <= 1 and saved["student"]["test_images"] == 20
+
+
+def test_the_route_b_config_runs_its_two_commands_through_the_pipelines_settings(tmp_path):
+    config = load_config(REPO / "configs/routes/union_dp_generator_eps1.yaml")
+    data_dir = write_fake_mnist(tmp_path / "data", train=120, test=40)
+    prior = save_torch(tmp_path / "prior/vae_full.pth", prior_state())
+    config.update(run_dir=str(tmp_path / "run"), data_dir=str(data_dir), num_teachers=4, accelerator="cpu")
+    config["union_dp_generator"].update(public_vae=str(prior), seed=0)
+    config["union_dp_generator"]["dp"].update(epochs=1, batch_size=60)
+    config["generator_student"].update(per_class=2, seed=0)
+    config["generator_student"]["student"].update(epochs=1)
+    for name in ("union_dp_generator", "generator_student"):
+        stage = stage_table.get(name)
+        call_command(stage.load_target(), command_stage_args(stage, config, stage.load_target()))
+    run = json.loads(layout.generator_student_report_file(tmp_path / "run").read_text())["runs"][0]
+    # the YAML's settings reached the commands: opacus calibrated for the route's epsilon 1
+    assert run["privacy"]["epsilon_end_to_end"] <= 1.0 * 1.01 and run["privacy"]["privacy_scope"] == "end_to_end"
+
+
+def test_route_a_asks_the_queries_its_data_independent_budget_rule_allows():
+    from experiments.dp_route_budget import end_to_end_epsilon, max_queries
+    from pate_lightning.privacy.dp_sgd_accounting import dp_sgd_rdp, solve_noise_multiplier
+
+    config = load_config(REPO / "configs/routes/union_dp_pate_eps10.yaml")
+    dp = config["union_dp_generator"]["dp"]
+    assert dp["target_epsilon"] == 10.0 / 2  # the generator's half of the end-to-end target
+    records = 60000  # the union of the 250 shards
+    rate, steps = dp["batch_size"] / records, dp["epochs"] * records // dp["batch_size"]
+    generator_rdp = dp_sgd_rdp(solve_noise_multiplier(dp["target_epsilon"], dp["delta"], rate, steps), rate, steps)
+    # settings only, no vote: the largest multiple of 50 queries under 9.95, a priori
+    assert config["pate"]["num_queries"] == max_queries(generator_rdp, 9.95)
+    assert end_to_end_epsilon(generator_rdp, config["pate"]["num_queries"]) <= 9.95
+    # every teacher's generator is the one the union stage writes
+    union = layout.vae_full_file(layout.union_generator_dir(stage_run_dir(stage_table.get("union_dp_generator"), config)), 0)
+    assert config["teacher_vae"]["model"]["init_args"]["public_vae"] == str(union)
