@@ -31,5 +31,5 @@ bench: $(STAMP)
 # Every output pate_lightning/layout.py names for the default run dir (the working directory); tests/test_layout.py
 # keeps the list in step. logs/ and checkpoints/ are tracked (.gitkeep), so only their contents go.
 clean-outputs:
-	rm -rf shard_indices.json teachers teacher_vaes public_vae trained_nets candidates logs/* checkpoints/* reference \
-		synthetic pate private dp_sgd_student run_summary.json pipeline_state.json .pipeline .pipeline.lock figures
+	rm -rf shard_indices.json teachers teacher_vaes public_vae union_vae trained_nets candidates logs/* checkpoints/* reference \
+		synthetic pate private dp_sgd_student generator_student run_summary.json pipeline_state.json .pipeline .pipeline.lock figures

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 TRAINED_NETS = "trained_nets"  # saferlearn's folder of teacher classifiers, {id}/model.pth
 TEACHER_VAES = "teacher_vaes"
 PUBLIC_PRIOR = "public_vae"  # the public prior's own run dir: one "teacher" (id 0) holding the whole public set
+UNION_GENERATOR = "union_vae"  # the union DP generator's own run dir, laid out like the public prior's
 
 
 def resolve_dir(run_dir: str | Path, setting: Optional[str | Path], default: Optional[Path] = None) -> Path:
@@ -105,6 +106,12 @@ def vae_report_file(run_dir: Path, teacher_id: int) -> Path:
 # the `public` and `hybrid` generator families start from.
 def public_prior_dir(run_dir: Path) -> Path:
     return Path(run_dir) / PUBLIC_PRIOR
+
+
+# union_dp_generator (command, pipeline only when configured): the public prior fine-tuned by DP-SGD over the union of
+# the shards, in {run_dir}/union_vae laid out as the public prior, so the `public` family takes it as its public_vae.
+def union_generator_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / UNION_GENERATOR
 
 
 def prior_report_file(public_vae: Path) -> Path:
@@ -269,6 +276,11 @@ def private_figure_file(run_dir: Path, name: str) -> Path:
 def dp_sgd_student_report_file(run_dir: Path) -> Path:
     """The DP-SGD student baseline's report: the same privacy fields as ``pate/report.json``."""
     return Path(run_dir) / "dp_sgd_student" / "report.json"
+
+
+def generator_student_report_file(run_dir: Path) -> Path:
+    """The student trained on a generator's own class-conditional samples (no PATE): ``pate/report.json``'s fields."""
+    return Path(run_dir) / "generator_student" / "report.json"
 
 
 def replicate_dir(out_dir: Path, route: str, replicate: int) -> Path:

@@ -39,8 +39,10 @@ def tiny_config(tmp_path, pool_size=64):
     return path, config
 
 
-# public_prior and dp_sgd_student run only when a config has their section (tests/test_pipeline_public.py)
-RUN_STAGES = [name for name in STAGE_NAMES if name not in ("public_prior", "dp_sgd_student")]
+# public_prior, union_dp_generator, generator_student and dp_sgd_student run only when a config has their section
+# (tests/test_pipeline_public.py)
+RUN_STAGES = [name for name in STAGE_NAMES
+              if name not in ("public_prior", "union_dp_generator", "generator_student", "dp_sgd_student")]
 
 
 def runs(run_dir):

@@ -36,8 +36,8 @@ def test_every_record_names_real_code_and_configs(stage):
 
 
 def test_the_pipeline_runs_the_table_in_data_flow_order():
-    assert pipeline.STAGE_NAMES == ["teacher_classifier", "public_prior", "teacher_vae", "generate", "evaluate", "combine", "pate",
-                                   "dp_sgd_student"]
+    assert pipeline.STAGE_NAMES == ["teacher_classifier", "public_prior", "union_dp_generator", "teacher_vae", "generate",
+                                   "evaluate", "combine", "pate", "generator_student", "dp_sgd_student"]
     with pytest.raises(ValueError, match="unknown stage 'nope'; choose one of"):
         stage_table.get("nope")
 
@@ -49,8 +49,8 @@ def test_help_lists_every_command_once_without_importing_torch():
     assert done.returncode == 0, done.stderr
     listing = done.stdout.split("commands, in data-flow order")[1].split("\n\n")[0].splitlines()[1:]
     commands = [line.split()[0] for line in listing]
-    assert commands == ["prepare", "fit", "eval-teachers", "fit", "fit", "predict", "evaluate", "combine", "pate",
-                        "dp_sgd_student", "compare", "pipeline"]
+    assert commands == ["prepare", "fit", "eval-teachers", "fit", "union_dp_generator", "fit", "predict", "evaluate",
+                        "combine", "pate", "generator_student", "dp_sgd_student", "compare", "pipeline"]
 
 
 def test_an_unknown_command_is_a_clear_error(capsys):

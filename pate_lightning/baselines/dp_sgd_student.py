@@ -83,30 +83,45 @@ class DPSGDResult:
     steps: int
 
 
-def train_dp_sgd(
-    images: torch.Tensor, labels: torch.Tensor, settings: DPSGDSettings, noise: torch.Generator,
-    init_seed: int, device: torch.device, sampling: torch.Generator,
-) -> DPSGDResult:
-    """Train ``settings.architecture`` on ``images`` (N, 1, 28, 28) in [0, 1] and ``labels`` (N,) under DP-SGD."""
-    from opacus import PrivacyEngine
-    from opacus.validators import ModuleValidator
+def make_private(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: TensorDataset, settings: Any,
+    noise: torch.Generator, sampling: torch.Generator,
+) -> tuple[Any, torch.nn.Module, Any, DataLoader]:
+    """opacus's (engine, private model, DP optimizer, Poisson loader) at ``settings``' target epsilon.
 
-    settings.check()
-    torch.manual_seed(init_seed)  # the initial weights: not privacy noise
-    model = ModuleValidator.fix(ARCHITECTURES[settings.architecture]()).to(device)
+    ``settings`` has ``target_epsilon``, ``delta``, ``epochs``, ``batch_size`` (the expected Poisson batch) and
+    ``max_grad_norm``. ``noise`` draws the Gaussian noise; ``sampling`` keys the Poisson batches.
+    """
+    from opacus import PrivacyEngine
+
     # opacus draws its Poisson batches from the global generator (its own generator only in secure_mode); the
     # subsampling's amplification holds only if nobody can predict the batches, so in a private run that
-    # generator's whole state comes from ``sampling`` (keyed from OS entropy), never from the recorded init seed
+    # generator's whole state comes from ``sampling`` (keyed from OS entropy), never from a recorded seed
     torch.default_generator.set_state(sampling.get_state())
-    normalize = NORMALIZATIONS[settings.normalization]
-    loader = DataLoader(TensorDataset(normalize(images), labels), batch_size=settings.batch_size, shuffle=True)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True)
     engine = PrivacyEngine(accountant="rdp")
     private_model, optimizer, private_loader = engine.make_private_with_epsilon(
         module=model, optimizer=optimizer, data_loader=loader, target_epsilon=settings.target_epsilon,
         target_delta=settings.delta, epochs=settings.epochs, max_grad_norm=settings.max_grad_norm,
         noise_generator=noise,
     )
+    return engine, private_model, optimizer, private_loader
+
+
+def train_dp_sgd(
+    images: torch.Tensor, labels: torch.Tensor, settings: DPSGDSettings, noise: torch.Generator,
+    init_seed: int, device: torch.device, sampling: torch.Generator,
+) -> DPSGDResult:
+    """Train ``settings.architecture`` on ``images`` (N, 1, 28, 28) in [0, 1] and ``labels`` (N,) under DP-SGD."""
+    from opacus.validators import ModuleValidator
+
+    settings.check()
+    torch.manual_seed(init_seed)  # the initial weights: not privacy noise
+    model = ModuleValidator.fix(ARCHITECTURES[settings.architecture]()).to(device)
+    normalize = NORMALIZATIONS[settings.normalization]
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    engine, private_model, optimizer, private_loader = make_private(
+        model, optimizer, TensorDataset(normalize(images), labels), settings, noise, sampling)
     steps = 0
     private_model.train()
     for epoch in range(settings.epochs):
@@ -135,4 +150,4 @@ def accuracy_on(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
     return correct / max(1, len(images))
 
 
-__all__ = ["DPSGDResult", "DPSGDSettings", "accuracy_on", "train_dp_sgd"]
+__all__ = ["DPSGDResult", "DPSGDSettings", "accuracy_on", "make_private", "train_dp_sgd"]
